@@ -1,0 +1,273 @@
+//! Connector configuration: the raw JSON the platform passes, validated into
+//! a resolved [`Config`] that carries no surprises.
+//!
+//! The keys are those of Airbyte's official Python `destination-duckdb`
+//! (`destination_path`, `schema`, `motherduck_api_key`) plus optional tuning
+//! keys, each bounded. Unknown keys are ignored: the platform may add some.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::{Map, Value};
+
+use crate::error::Failure;
+use crate::names;
+
+/// The storage format of newly created files when the config names none:
+/// readable by DuckDB 1.0 and later (DuckDB 2.0's own default is not readable
+/// by the 1.4 LTS line most tools ship).
+pub const DEFAULT_STORAGE_VERSION: &str = "v1.0.0";
+/// Bytes of record data buffered before a commit is forced.
+pub const DEFAULT_BATCH_MIB: u64 = 64;
+pub const MAX_BATCH_MIB: u64 = 1024;
+pub const MAX_THREADS: u64 = 256;
+/// Relative `destination_path`s resolve under this folder when the variable
+/// is set (the Docker image sets it to `/local`, the official connector's
+/// mount), and under the working directory otherwise.
+pub const LOCAL_ROOT_ENV: &str = "DESTINATION_DUCKDB_LOCAL_ROOT";
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    File(PathBuf),
+    /// An `md:` / `motherduck:` path, handed to DuckDB as is.
+    MotherDuck {
+        path: String,
+        token: Option<String>,
+    },
+}
+
+/// A validated configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    pub target: Target,
+    /// Default schema (already normalized) for streams without a namespace.
+    pub schema: String,
+    pub storage_version: String,
+    pub memory_limit: Option<String>,
+    pub threads: Option<u64>,
+    pub batch_bytes: u64,
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so that the MotherDuck token can never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = match &self.target {
+            Target::File(p) => format!("File({})", p.display()),
+            Target::MotherDuck { path, token } => {
+                format!(
+                    "MotherDuck({path}, token: {})",
+                    if token.is_some() { "<set>" } else { "<none>" }
+                )
+            }
+        };
+        f.debug_struct("Config")
+            .field("target", &target)
+            .field("schema", &self.schema)
+            .field("storage_version", &self.storage_version)
+            .field("memory_limit", &self.memory_limit)
+            .field("threads", &self.threads)
+            .field("batch_bytes", &self.batch_bytes)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Every problem is a `config_error`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::config(format!(
+                "cannot read the config file `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        Config::parse(&text).with_context(|| format!("in the config file `{}`", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            Failure::config(format!(
+                "the config is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let Value::Object(obj) = value else {
+            return Err(Failure::config("the config must be a JSON object").into());
+        };
+        Ok(Config::from_object(&obj)?)
+    }
+
+    fn from_object(obj: &Map<String, Value>) -> Result<Config, Failure> {
+        let path = opt_string(obj, "destination_path")?.ok_or_else(|| {
+            Failure::config("the config has no `destination_path` (the DuckDB file to write)")
+        })?;
+        let token = opt_string(obj, "motherduck_api_key")?.filter(|t| !t.is_empty());
+        let target = resolve_target(&path, token)?;
+        let schema_raw = opt_string(obj, "schema")?
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "main".into());
+        let schema = names::normalize_schema(&schema_raw);
+        if schema.is_empty() {
+            return Err(Failure::config("`schema` must name a schema"));
+        }
+        let storage_version =
+            match opt_string(obj, "storage_version")? {
+                None => DEFAULT_STORAGE_VERSION.to_string(),
+                Some(v) if is_storage_version(&v) => v,
+                Some(_) => return Err(Failure::config(
+                    "`storage_version` must look like `v1.0.0` (a DuckDB version) or be `latest`",
+                )),
+            };
+        let memory_limit = match opt_string(obj, "memory_limit")? {
+            None => None,
+            Some(v) if is_memory_size(&v) => Some(v),
+            Some(_) => {
+                return Err(Failure::config(
+                    "`memory_limit` must be a size such as `512MB` or `2GB`",
+                ));
+            }
+        };
+        let threads = opt_integer(obj, "threads", 1, MAX_THREADS)?;
+        let batch_mib =
+            opt_integer(obj, "batch_size_mb", 1, MAX_BATCH_MIB)?.unwrap_or(DEFAULT_BATCH_MIB);
+        Ok(Config {
+            target,
+            schema,
+            storage_version,
+            memory_limit,
+            threads,
+            batch_bytes: batch_mib << 20,
+        })
+    }
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Failure> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Failure::config(format!("`{key}` must be a string"))),
+    }
+}
+
+fn opt_integer(
+    obj: &Map<String, Value>,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, Failure> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| (min..=max).contains(&v)) => {
+            Ok(n.as_u64())
+        }
+        Some(_) => Err(Failure::config(format!(
+            "`{key}` must be a whole number from {min} to {max}"
+        ))),
+    }
+}
+
+fn resolve_target(path: &str, token: Option<String>) -> Result<Target, Failure> {
+    if path.starts_with("md:") || path.starts_with("motherduck:") {
+        return Ok(Target::MotherDuck {
+            path: path.to_string(),
+            token,
+        });
+    }
+    if path.trim().is_empty() {
+        return Err(Failure::config("`destination_path` is empty"));
+    }
+    if path == ":memory:" || path.starts_with(":memory:") {
+        return Err(Failure::config(
+            "`destination_path` must be a file: an in-memory database would lose every record at exit",
+        ));
+    }
+    if path.contains('\0') {
+        return Err(Failure::config(
+            "`destination_path` contains a NUL character",
+        ));
+    }
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        return Ok(Target::File(p));
+    }
+    let root = std::env::var_os(LOCAL_ROOT_ENV).map(PathBuf::from);
+    Ok(Target::File(match root {
+        Some(root) => root.join(p),
+        None => p,
+    }))
+}
+
+fn is_storage_version(v: &str) -> bool {
+    if v == "latest" {
+        return true;
+    }
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_memory_size(v: &str) -> bool {
+    let v = v.trim();
+    let digits = v
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.')
+        .count();
+    if digits == 0 || v[..digits].parse::<f64>().map_or(true, |n| n <= 0.0) {
+        return false;
+    }
+    let unit = v[digits..].trim().to_ascii_lowercase();
+    matches!(
+        unit.as_str(),
+        "kb" | "mb" | "gb" | "tb" | "kib" | "mib" | "gib" | "tib"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(text: &str) -> String {
+        let e = Config::parse(text).unwrap_err();
+        crate::error::classify(&e).message
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::parse(r#"{"destination_path": "/tmp/x.duckdb", "unknown": 1}"#).unwrap();
+        assert_eq!(c.target, Target::File("/tmp/x.duckdb".into()));
+        assert_eq!(c.schema, "main");
+        assert_eq!(c.storage_version, "v1.0.0");
+        assert_eq!(c.batch_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn bad_values_are_config_errors() {
+        assert!(failure("{}").contains("destination_path"));
+        assert!(failure("[1]").contains("object"));
+        assert!(failure("{").contains("not valid JSON"));
+        assert!(failure(r#"{"destination_path": 5}"#).contains("string"));
+        assert!(failure(r#"{"destination_path": "/x", "threads": 0}"#).contains("threads"));
+        assert!(
+            failure(r#"{"destination_path": "/x", "memory_limit": "lots"}"#)
+                .contains("memory_limit")
+        );
+        assert!(
+            failure(r#"{"destination_path": "/x", "storage_version": "1.0"}"#)
+                .contains("storage_version")
+        );
+        assert!(failure(r#"{"destination_path": ":memory:"}"#).contains("in-memory"));
+    }
+
+    #[test]
+    fn motherduck_token_is_not_in_debug_output() {
+        let c = Config::parse(r#"{"destination_path": "md:db", "motherduck_api_key": "sekrit"}"#)
+            .unwrap();
+        assert!(!format!("{c:?}").contains("sekrit"));
+    }
+}
