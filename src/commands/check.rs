@@ -1,0 +1,67 @@
+//! `check`: proves that a sync with this config can write.
+//!
+//! It opens (or creates) the database, then in one transaction creates the
+//! schema when missing, a probe table, writes a row, and drops both again,
+//! commits and checkpoints. A passing check has therefore really written to
+//! the file; it leaves nothing behind but the (possibly new, empty) file.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+use crate::database;
+use crate::emit::Emitter;
+use crate::error::classify;
+use crate::names::{literal, quote};
+
+pub fn run<W: Write>(config_path: &Path, out: &mut Emitter<W>) -> Result<()> {
+    let result = Config::load(config_path).and_then(|config| probe(&config));
+    match result {
+        Ok(()) => out.connection_status(Ok(())),
+        Err(e) => {
+            tracing::warn!("check failed: {e:#}");
+            let failure = classify(&e);
+            out.connection_status(Err(&failure.message))
+        }
+    }
+    .context("writing the CONNECTION_STATUS message")
+}
+
+fn probe(config: &Config) -> Result<()> {
+    let db = database::open(config)?;
+    let schema = quote(&config.schema);
+    let schema_existed = db
+        .session
+        .query_value(&format!(
+            "SELECT count(*) FROM duckdb_schemas() WHERE database_name = '{}' AND lower(schema_name) = lower({})",
+            database::CATALOG,
+            literal(&config.schema)
+        ))?
+        .as_deref()
+        != Some("0");
+    let table = quote(&format!(
+        "_airbyte_connection_check_{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let drop_schema = if schema_existed {
+        String::new()
+    } else {
+        format!("DROP SCHEMA {schema};")
+    };
+    let sql = format!(
+        "BEGIN TRANSACTION; \
+         CREATE SCHEMA IF NOT EXISTS {schema}; \
+         CREATE TABLE {schema}.{table} (probe VARCHAR); \
+         INSERT INTO {schema}.{table} VALUES ('airbyte'); \
+         DROP TABLE {schema}.{table}; \
+         {drop_schema} \
+         COMMIT"
+    );
+    if let Err(e) = db.session.execute(&sql) {
+        let _ = db.session.execute("ROLLBACK");
+        return Err(e).with_context(|| format!("writing a probe table into `{}`", db.label));
+    }
+    db.close()
+}

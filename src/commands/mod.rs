@@ -1,0 +1,5 @@
+//! The three Airbyte commands.
+
+pub mod check;
+pub mod spec;
+pub mod write;

@@ -1,0 +1,8 @@
+//! The data path of `write`: stdin → [`reader`] (lines to events, on its own
+//! thread) → [`sink`] (per-stream appenders, one transaction per batch) →
+//! commit → [`checkpoint`] (states released in order) → stdout.
+
+pub mod checkpoint;
+pub mod reader;
+pub mod sink;
+pub mod tables;

@@ -1,0 +1,363 @@
+//! DuckDB tables, transactions and the appenders that fill them.
+//!
+//! Per stream there is one raw table, `"<schema>"."_airbyte_raw_<name>"`,
+//! and, while a truncating stream is in flight, a staging table
+//! `"<schema>"."_airbyte_tmp_raw_<name>"` that receives its rows. Rows go in
+//! through data-chunk appenders inside one explicit transaction that
+//! [`Sink::commit`] ends; a truncating stream's staged rows replace the live
+//! table's contents in a transaction of their own when it completes
+//! ([`Sink::finish_truncate`]).
+
+use anyhow::{bail, Context, Result};
+
+use crate::catalog::{Catalog, Stream, WriteMode};
+use crate::database::CATALOG;
+use crate::duck::{Appender, Row, Session};
+use crate::error::Failure;
+use crate::names::quote;
+use crate::pipeline::tables;
+
+pub const COLUMNS: [&str; 5] = [
+    "_airbyte_ab_id",
+    "_airbyte_emitted_at",
+    "_airbyte_data",
+    "_airbyte_meta",
+    "_airbyte_generation_id",
+];
+
+const CREATE_COLUMNS: &str =
+    "_airbyte_ab_id VARCHAR, _airbyte_emitted_at TIMESTAMP WITH TIME ZONE, \
+     _airbyte_data JSON, _airbyte_meta JSON, _airbyte_generation_id BIGINT";
+
+/// Appended bytes after which an appender hands its rows to the transaction,
+/// so that DuckDB's appender buffer stays small.
+const APPENDER_FLUSH_BYTES: u64 = 8 << 20;
+
+struct Target<'s> {
+    /// Appends to the staging table while a truncate is in flight, to the
+    /// live table otherwise. Created on first use.
+    appender: Option<Appender<'s>>,
+    table: String,
+    unflushed_bytes: u64,
+    dirty: bool,
+    /// `{"sync_id":..,"changes":[]}` for records without changes.
+    meta_plain: String,
+    meta_prefix: String,
+}
+
+pub struct Sink<'s> {
+    session: &'s Session,
+    streams: Vec<Stream>,
+    targets: Vec<Target<'s>>,
+    in_transaction: bool,
+    pending_bytes: u64,
+    pending_rows: u64,
+    committed_rows: u64,
+    meta_buf: Vec<u8>,
+}
+
+impl<'s> Sink<'s> {
+    /// Creates schemas and tables for every catalog stream (streams without
+    /// records still get their empty table) and prepares staging tables.
+    pub fn prepare(session: &'s Session, catalog: &Catalog) -> Result<Sink<'s>> {
+        let mut streams = catalog.streams.clone();
+        tables::assign(session, &mut streams)?;
+        let mut targets = Vec::with_capacity(streams.len());
+        for stream in &streams {
+            prepare_stream(session, stream)
+                .with_context(|| format!("preparing the table of stream {}", stream.label()))?;
+            let sync_id = stream.sync_id.map_or("null".to_string(), |s| s.to_string());
+            targets.push(Target {
+                appender: None,
+                table: match stream.mode {
+                    WriteMode::Append => stream.table.clone(),
+                    WriteMode::Truncate => stream.staging_table.clone(),
+                },
+                unflushed_bytes: 0,
+                dirty: false,
+                meta_plain: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
+                meta_prefix: format!("{{\"sync_id\":{sync_id},\"changes\":"),
+            });
+        }
+        Ok(Sink {
+            session,
+            streams,
+            targets,
+            in_transaction: false,
+            pending_bytes: 0,
+            pending_rows: 0,
+            committed_rows: 0,
+            meta_buf: Vec::new(),
+        })
+    }
+
+    /// Adds one record to the open transaction (opening one if needed).
+    pub fn append(
+        &mut self,
+        stream: usize,
+        emitted_at_ms: i64,
+        data: &[u8],
+        changes: Option<&[u8]>,
+    ) -> Result<()> {
+        let Some(micros) = emitted_at_ms
+            .checked_mul(1000)
+            .filter(|m| m.abs() < i64::MAX / 2)
+        else {
+            bail!(Failure::config(
+                "RECORD `emitted_at` is out of the range of a timestamp"
+            ));
+        };
+        if !self.in_transaction {
+            self.session
+                .execute("BEGIN TRANSACTION")
+                .context("starting a transaction")?;
+            self.in_transaction = true;
+        }
+        let session = self.session;
+        let target = &mut self.targets[stream];
+        let s = &self.streams[stream];
+        if target.appender.is_none() {
+            target.appender = Some(
+                Appender::new(session, CATALOG, &s.schema, &target.table, &COLUMNS).with_context(
+                    || {
+                        format!(
+                            "opening an appender on \"{}\".\"{}\"",
+                            s.schema, target.table
+                        )
+                    },
+                )?,
+            );
+        }
+        let meta: &[u8] = match changes {
+            None => target.meta_plain.as_bytes(),
+            Some(changes) => {
+                self.meta_buf.clear();
+                self.meta_buf
+                    .extend_from_slice(target.meta_prefix.as_bytes());
+                self.meta_buf.extend_from_slice(changes);
+                self.meta_buf.push(b'}');
+                &self.meta_buf
+            }
+        };
+        let mut id = [0u8; 36];
+        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+        let appender = target.appender.as_mut().expect("created above");
+        appender
+            .append(&Row {
+                ab_id: &id,
+                emitted_at_micros: micros,
+                data,
+                meta,
+                generation_id: s.generation_id,
+            })
+            .with_context(|| format!("appending to \"{}\".\"{}\"", s.schema, target.table))?;
+        target.dirty = true;
+        target.unflushed_bytes += data.len() as u64;
+        if target.unflushed_bytes >= APPENDER_FLUSH_BYTES {
+            appender.flush().with_context(|| {
+                format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
+            })?;
+            target.unflushed_bytes = 0;
+        }
+        self.pending_bytes += data.len() as u64;
+        self.pending_rows += 1;
+        Ok(())
+    }
+
+    /// Record bytes appended since the last commit.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending_bytes
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.in_transaction
+    }
+
+    pub fn committed_rows(&self) -> u64 {
+        self.committed_rows
+    }
+
+    /// The catalog's streams with their assigned tables.
+    pub fn streams(&self) -> &[Stream] {
+        &self.streams
+    }
+
+    /// Flushes every appender and commits. On error the transaction is
+    /// rolled back and the error returned.
+    pub fn commit(&mut self) -> Result<()> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        if let Err(e) = self.flush_and_commit() {
+            self.rollback();
+            return Err(e);
+        }
+        self.in_transaction = false;
+        self.committed_rows += self.pending_rows;
+        self.pending_rows = 0;
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    fn flush_and_commit(&mut self) -> Result<()> {
+        for (target, s) in self.targets.iter_mut().zip(&self.streams) {
+            if !target.dirty {
+                continue;
+            }
+            if let Some(appender) = target.appender.as_mut() {
+                appender.flush().with_context(|| {
+                    format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
+                })?;
+            }
+            target.dirty = false;
+            target.unflushed_bytes = 0;
+        }
+        self.session
+            .execute("COMMIT")
+            .context("committing the transaction")?;
+        // Appenders are cheap to make and each holds a data chunk: dropping
+        // them keeps memory proportional to the streams active in one
+        // batch, not to the size of the catalog.
+        for target in &mut self.targets {
+            target.appender = None;
+        }
+        Ok(())
+    }
+
+    /// Abandons the open transaction and every row appended in it.
+    pub fn rollback(&mut self) {
+        for target in &mut self.targets {
+            if let Some(appender) = target.appender.as_mut() {
+                appender.discard();
+            }
+            target.dirty = false;
+            target.unflushed_bytes = 0;
+        }
+        if self.in_transaction {
+            if let Err(e) = self.session.execute("ROLLBACK") {
+                tracing::warn!("rollback failed: {e}");
+            }
+        }
+        self.in_transaction = false;
+        self.pending_rows = 0;
+        self.pending_bytes = 0;
+    }
+
+    /// Replaces a truncating stream's live rows by its staged rows, in one
+    /// transaction. Commit pending work first: the swap is its own
+    /// transaction. Later records of the stream go to the live table.
+    pub fn finish_truncate(&mut self, stream: usize) -> Result<()> {
+        debug_assert!(!self.in_transaction, "commit before finishing a truncate");
+        let s = &self.streams[stream];
+        if s.mode != WriteMode::Truncate {
+            return Ok(());
+        }
+        let target = &mut self.targets[stream];
+        if target.table != s.staging_table {
+            return Ok(()); // already swapped
+        }
+        // The appender references the staging table, which is about to go.
+        target.appender = None;
+        let (schema, live, staging) = (quote(&s.schema), quote(&s.table), quote(&s.staging_table));
+        let columns = COLUMNS.join(", ");
+        let sql = format!(
+            "BEGIN TRANSACTION; \
+             DELETE FROM {schema}.{live}; \
+             INSERT INTO {schema}.{live} ({columns}) SELECT {columns} FROM {schema}.{staging}; \
+             DROP TABLE {schema}.{staging}; \
+             COMMIT"
+        );
+        if let Err(e) = self.session.execute(&sql) {
+            let _ = self.session.execute("ROLLBACK");
+            return Err(e)
+                .with_context(|| format!("replacing the rows of {} with the new ones", s.label()));
+        }
+        target.table = s.table.clone();
+        tracing::info!(stream = %s.label(), "overwrite complete: staged rows replaced the table's contents");
+        Ok(())
+    }
+}
+
+fn prepare_stream(session: &Session, s: &Stream) -> Result<()> {
+    let schema = quote(&s.schema);
+    session.execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
+    session.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.{} ({CREATE_COLUMNS})",
+        quote(&s.table)
+    ))?;
+    adopt(session, &s.schema, &s.table)?;
+    if s.mode == WriteMode::Truncate {
+        let staging = quote(&s.staging_table);
+        let keep = match (
+            s.generation_id,
+            table_exists(session, &s.schema, &s.staging_table)?,
+        ) {
+            (Some(generation), true) => {
+                // A retry of the same generation keeps the rows an earlier
+                // attempt staged (and acknowledged).
+                let other = session.query_value(&format!(
+                    "SELECT count(*) FROM {schema}.{staging} WHERE _airbyte_generation_id IS DISTINCT FROM {generation}"
+                ))?;
+                other.as_deref() == Some("0")
+            }
+            _ => false,
+        };
+        if !keep {
+            session.execute(&format!("DROP TABLE IF EXISTS {schema}.{staging}"))?;
+            session.execute(&format!(
+                "CREATE TABLE {schema}.{staging} ({CREATE_COLUMNS})"
+            ))?;
+        } else {
+            tracing::info!(stream = %s.label(), "resuming the staged rows of generation {:?}", s.generation_id);
+        }
+    }
+    Ok(())
+}
+
+fn table_exists(session: &Session, schema: &str, table: &str) -> Result<bool> {
+    let n = session.query_value(&format!(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
+         AND lower(schema_name) = lower({}) AND lower(table_name) = lower({})",
+        crate::names::literal(schema),
+        crate::names::literal(table)
+    ))?;
+    Ok(n.as_deref() != Some("0"))
+}
+
+/// Makes an existing table fit the raw layout: tables written by the
+/// official Python connector have only the first three columns; the rest
+/// are added. Nothing is ever dropped.
+fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
+    let rows = session.query(&format!(
+        "SELECT lower(column_name) FROM duckdb_columns() WHERE database_name = '{CATALOG}' \
+         AND lower(schema_name) = lower({}) AND lower(table_name) = lower({})",
+        crate::names::literal(schema),
+        crate::names::literal(table)
+    ))?;
+    let present: Vec<String> = rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
+    for required in &COLUMNS[..3] {
+        if !present.iter().any(|c| c == required) {
+            bail!(Failure::config(format!(
+                "table \"{schema}\".\"{table}\" exists but has no `{required}` column; \
+                 it is not an Airbyte raw table (rename or drop it)"
+            )));
+        }
+    }
+    for (column, ty) in [
+        ("_airbyte_meta", "JSON"),
+        ("_airbyte_generation_id", "BIGINT"),
+    ] {
+        if !present.iter().any(|c| c == column) {
+            session.execute(&format!(
+                "ALTER TABLE {}.{} ADD COLUMN {column} {ty}",
+                quote(schema),
+                quote(table)
+            ))?;
+            tracing::info!("added column {column} to the existing table \"{schema}\".\"{table}\"");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Which table each stream writes: decided once per stream, remembered in
+//! the database, never changed afterwards.
+//!
+//! A stream's raw table is `_airbyte_raw_<normalized name>` in its schema.
+//! DuckDB compares identifiers case-insensitively, so distinct streams can
+//! normalize to the same table (`Users` and `users`, `a-b` and `a b`). The
+//! rule:
+//!
+//! 1. A stream seen before keeps the table recorded for it in
+//!    `_airbyte_internal.stream_tables` (keyed by its exact namespace and
+//!    name, and the schema).
+//! 2. New streams are taken in (namespace, name) order. Each gets the plain
+//!    name unless another stream already holds that table (compared
+//!    case-insensitively); then it gets `_airbyte_raw_<name>_<hash>`, where
+//!    `<hash>` is 8 hex digits of the FNV-1a 64-bit hash of the stream's key
+//!    (its low 32 bits), and `_2`, `_3`, ... should even that be taken.
+//! 3. The choice is recorded. A table that exists but is not recorded (made
+//!    by the official connector, say) goes to the first stream that claims
+//!    it, and is adopted.
+//!
+//! Adding a stream later therefore never renames an existing stream's table.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result};
+
+use crate::catalog::{Stream, RAW_PREFIX, STAGING_PREFIX};
+use crate::duck::Session;
+use crate::names::literal;
+
+pub const REGISTRY_SCHEMA: &str = "_airbyte_internal";
+pub const REGISTRY_TABLE: &str = "stream_tables";
+
+/// The registry key of a stream: a JSON array `[namespace, name]` (JSON so
+/// that any character, NUL included, round-trips through SQL text).
+pub fn stream_key(s: &Stream) -> String {
+    serde_json::to_string(&(&s.namespace, &s.name)).expect("strings serialize")
+}
+
+/// FNV-1a, 64 bit: small, stable across versions and platforms.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Sets `table` and `staging_table` of every stream, recording new choices.
+pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
+    session
+        .execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}; \
+             CREATE TABLE IF NOT EXISTS {REGISTRY_SCHEMA}.{REGISTRY_TABLE} \
+             (stream_key VARCHAR, schema_name VARCHAR, table_name VARCHAR, \
+              recorded_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp)"
+        ))
+        .context("creating the stream/table registry")?;
+    let rows = session
+        .query(&format!(
+            "SELECT stream_key, schema_name, table_name FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
+        ))
+        .context("reading the stream/table registry")?;
+    // Keyed by stream and schema: a stream without a namespace moves to
+    // another schema when the config's `schema` changes.
+    let mut known: HashMap<(String, String), String> = HashMap::new();
+    let mut taken: HashSet<(String, String)> = HashSet::new();
+    for row in rows {
+        if let [Some(key), Some(schema), Some(table)] = &row[..] {
+            taken.insert((schema.to_lowercase(), table.to_lowercase()));
+            known.insert((key.clone(), schema.to_lowercase()), table.clone());
+        }
+    }
+    let mut fresh: Vec<usize> = Vec::new();
+    for (i, s) in streams.iter_mut().enumerate() {
+        match known.get(&(stream_key(s), s.schema.to_lowercase())) {
+            Some(table) => set_table(s, table.clone()),
+            None => fresh.push(i),
+        }
+    }
+    fresh.sort_by(|&a, &b| {
+        (&streams[a].namespace, &streams[a].name).cmp(&(&streams[b].namespace, &streams[b].name))
+    });
+    let mut inserts = Vec::new();
+    for i in fresh {
+        let s = &mut streams[i];
+        let schema = s.schema.to_lowercase();
+        let mut table = format!("{RAW_PREFIX}{}", s.base);
+        if taken.contains(&(schema.clone(), table.to_lowercase())) {
+            let hashed = format!(
+                "{RAW_PREFIX}{}_{:08x}",
+                s.base,
+                fnv1a64(stream_key(s).as_bytes()) as u32
+            );
+            table = hashed.clone();
+            let mut n = 2;
+            while taken.contains(&(schema.clone(), table.to_lowercase())) {
+                table = format!("{hashed}_{n}");
+                n += 1;
+            }
+            tracing::warn!(
+                stream = %s.label(),
+                table = %table,
+                "stream name collides with another stream's table (DuckDB names are case-insensitive); using a suffixed table"
+            );
+        }
+        taken.insert((schema, table.to_lowercase()));
+        inserts.push(format!(
+            "({}, {}, {})",
+            literal(&stream_key(s)),
+            literal(&s.schema),
+            literal(&table)
+        ));
+        set_table(s, table);
+    }
+    if !inserts.is_empty() {
+        session
+            .execute(&format!(
+                "INSERT INTO {REGISTRY_SCHEMA}.{REGISTRY_TABLE} (stream_key, schema_name, table_name) VALUES {}",
+                inserts.join(", ")
+            ))
+            .context("recording stream tables")?;
+    }
+    Ok(())
+}
+
+fn set_table(s: &mut Stream, table: String) {
+    s.staging_table = format!("{STAGING_PREFIX}{}", &table[RAW_PREFIX.len()..]);
+    s.table = table;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_reference_values() {
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+    }
+}
