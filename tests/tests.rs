@@ -1,0 +1,15 @@
+//! Integration tests: each drives the real `destination-duckdb` binary on
+//! real files and checks stdout and what lands in DuckDB.
+
+mod util;
+
+mod check;
+mod durability;
+mod kills;
+mod packaging;
+mod properties;
+mod replay;
+mod robustness;
+mod semantics;
+mod spec;
+mod write;

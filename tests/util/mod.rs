@@ -1,0 +1,361 @@
+//! The test harness: a temp dir per test, the real binary, and an
+//! independent reader of the resulting DuckDB file.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_destination-duckdb");
+
+/// The shared acceptance data, beside the repository (`../shared`), or where
+/// `ACCEPTANCE_DATA` points.
+pub fn acceptance(rel: &str) -> PathBuf {
+    let base = std::env::var_os("ACCEPTANCE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/acceptance-data"));
+    let p = base.join(rel);
+    assert!(
+        p.exists(),
+        "acceptance data file {} is missing",
+        p.display()
+    );
+    p
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// A temp folder with a config pointing at `db.duckdb` inside it.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub messages: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of_type(&self, kind: &str) -> Vec<&Value> {
+        self.messages.iter().filter(|m| m["type"] == kind).collect()
+    }
+
+    pub fn states(&self) -> Vec<&Value> {
+        self.of_type("STATE")
+    }
+
+    /// The single TRACE ERROR's `error` object.
+    pub fn error(&self) -> &Value {
+        let traces: Vec<_> = self
+            .of_type("TRACE")
+            .into_iter()
+            .filter(|t| t["trace"]["type"] == "ERROR")
+            .collect();
+        assert_eq!(traces.len(), 1, "expected one TRACE ERROR: {self:?}");
+        &traces[0]["trace"]["error"]
+    }
+
+    pub fn assert_ok(&self) {
+        assert_eq!(self.code, Some(0), "run failed: {self:?}");
+    }
+}
+
+/// Parses stdout strictly: every line must be one JSON object with a type.
+pub fn parse_stdout(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            assert!(
+                v["type"].is_string(),
+                "stdout line is not an AirbyteMessage: {line}"
+            );
+            v
+        })
+        .collect()
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        let h = Harness {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        h.write_config(json!({"destination_path": h.db_path().to_str().unwrap()}));
+        h
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.path("db.duckdb")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("config.json")
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.path("catalog.json")
+    }
+
+    pub fn write_config(&self, config: Value) {
+        std::fs::write(self.config_path(), config.to_string()).unwrap();
+    }
+
+    pub fn write_catalog(&self, catalog: &Value) {
+        std::fs::write(self.catalog_path(), catalog.to_string()).unwrap();
+    }
+
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        to_run(out)
+    }
+
+    pub fn check(&self) -> Run {
+        self.run(
+            &["check", "--config", self.config_path().to_str().unwrap()],
+            b"",
+        )
+    }
+
+    pub fn write(&self, stdin: &[u8]) -> Run {
+        self.run(&self.write_args(), stdin)
+    }
+
+    pub fn write_args(&self) -> Vec<&str> {
+        // Leaked so the args can be borrowed; tests are short-lived.
+        let config: &'static str = Box::leak(
+            self.config_path()
+                .to_str()
+                .unwrap()
+                .to_string()
+                .into_boxed_str(),
+        );
+        let catalog: &'static str = Box::leak(
+            self.catalog_path()
+                .to_str()
+                .unwrap()
+                .to_string()
+                .into_boxed_str(),
+        );
+        vec!["write", "--config", config, "--catalog", catalog]
+    }
+
+    /// Starts `write` with stdin left open; stdout lines arrive on a channel.
+    pub fn spawn_write(&self) -> Live {
+        let mut child = Command::new(BIN)
+            .args(self.write_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Live {
+            child,
+            stdin: Some(stdin),
+            lines: rx,
+        }
+    }
+
+    /// Opens the database read-only with the DuckDB library (no shared state
+    /// with the binary: a separate process wrote it).
+    pub fn db(&self) -> duckdb::Connection {
+        let config = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .unwrap();
+        duckdb::Connection::open_with_flags(self.db_path(), config).unwrap()
+    }
+
+    pub fn strings(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let conn = self.db();
+        let mut stmt = conn.prepare(sql).unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            let n = row.as_ref().column_count();
+            out.push(
+                (0..n)
+                    .map(|i| row.get::<_, Option<String>>(i).unwrap())
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        let conn = self.db();
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+pub struct Live {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Live {
+    pub fn send(&mut self, data: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(data.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next stdout line, waiting at most `secs` seconds.
+    pub fn next_line(&self, secs: u64) -> Option<Value> {
+        self.lines
+            .recv_timeout(Duration::from_secs(secs))
+            .ok()
+            .map(|l| serde_json::from_str(&l).unwrap())
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn to_run(out: Output) -> Run {
+    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+    let messages = parse_stdout(&stdout);
+    Run {
+        code: out.status.code(),
+        messages,
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A configured catalog built the way Airbyte's acceptance tests build one
+/// from a plain catalog (`CatalogHelpers.toDefaultConfiguredCatalog` plus the
+/// DAT's sync_id 42, generation 12, minimum generation 12).
+pub fn configured_from_plain(plain: &Value) -> Value {
+    let streams: Vec<Value> = plain["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            json!({
+                "stream": s,
+                "sync_mode": "full_refresh",
+                "destination_sync_mode": "overwrite",
+                "cursor_field": [],
+                "primary_key": [],
+                "sync_id": 42,
+                "generation_id": 12,
+                "minimum_generation_id": 12
+            })
+        })
+        .collect();
+    json!({ "streams": streams })
+}
+
+/// A configured catalog of plain streams with one sync mode.
+pub fn catalog_of(streams: &[(&str, Option<&str>)], mode: &str) -> Value {
+    let streams: Vec<Value> = streams
+        .iter()
+        .map(|(name, ns)| {
+            let mut stream = json!({"name": name, "json_schema": {"type": "object"}, "supported_sync_modes": ["full_refresh", "incremental"]});
+            if let Some(ns) = ns {
+                stream["namespace"] = json!(ns);
+            }
+            json!({"stream": stream, "sync_mode": "full_refresh", "destination_sync_mode": mode})
+        })
+        .collect();
+    json!({ "streams": streams })
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn record(stream: &str, emitted_at: i64, data: &str) -> String {
+    format!(
+        r#"{{"type":"RECORD","record":{{"stream":"{stream}","emitted_at":{emitted_at},"data":{data}}}}}"#
+    )
+}
+
+pub fn global_state(n: i64) -> String {
+    format!(
+        r#"{{"type":"STATE","state":{{"type":"GLOBAL","global":{{"shared_state":{{"n":{n}}}}}}}}}"#
+    )
+}
+
+/// A Python virtual environment with the given `duckdb` release, made once
+/// per test build (PyPI is reachable on the machines this runs on).
+pub fn python_with_duckdb(version: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("venv-duckdb-{version}"));
+    let python = venv.join("bin/python");
+    let ready = venv.join(".ready");
+    if !ready.exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(status.success(), "python3 -m venv failed");
+        let status = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                &format!("duckdb=={version}"),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install duckdb=={version} failed");
+        std::fs::write(&ready, "").unwrap();
+    }
+    python
+}

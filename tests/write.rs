@@ -1,0 +1,312 @@
+//! `write` behaviour on small, hand-made inputs.
+
+use serde_json::json;
+
+use crate::util::{catalog_of, global_state, python_with_duckdb, record, Harness};
+
+fn lines(parts: &[String]) -> String {
+    parts.iter().map(|p| format!("{p}\n")).collect()
+}
+
+#[test]
+fn empty_input_creates_empty_tables_and_exits_cleanly() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("a", None), ("b", Some("ns"))], "append"));
+    let run = h.write(b"");
+    run.assert_ok();
+    assert!(run.messages.is_empty(), "{run:?}");
+    assert_eq!(h.count("main._airbyte_raw_a"), 0);
+    assert_eq!(h.count("ns._airbyte_raw_b"), 0);
+    let columns = h.strings(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = '_airbyte_raw_a' ORDER BY column_index",
+    );
+    let columns: Vec<(String, String)> = columns
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("_airbyte_ab_id", "VARCHAR"),
+            ("_airbyte_emitted_at", "TIMESTAMP WITH TIME ZONE"),
+            ("_airbyte_data", "JSON"),
+            ("_airbyte_meta", "JSON"),
+            ("_airbyte_generation_id", "BIGINT"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+}
+
+#[test]
+fn state_only_input_echoes_every_state_in_order() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("name_one", None)], "append"));
+    let input = lines(&[
+        r#"{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"name_one"},"stream_state":{"c":1}}}}"#.into(),
+        r#"{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"name_two"},"stream_state":{"c":2}}}}"#.into(),
+        r#"{"type":"STATE","state":{"data":{"legacy":true}}}"#.into(),
+    ]);
+    let run = h.write(input.as_bytes());
+    run.assert_ok();
+    let out: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        out,
+        [
+            r#"{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"name_one"},"stream_state":{"c":1}},"destinationStats":{"recordCount":0.0}}}"#,
+            r#"{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"name_two"},"stream_state":{"c":2}},"destinationStats":{"recordCount":0.0}}}"#,
+            r#"{"type":"STATE","state":{"data":{"legacy":true},"destinationStats":{"recordCount":0.0}}}"#,
+        ]
+    );
+}
+
+#[test]
+fn stream_state_counts_only_its_own_stream() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("a", None), ("b", None)], "append"));
+    let stream_state = |s: &str| {
+        format!(
+            r#"{{"type":"STATE","state":{{"type":"STREAM","stream":{{"stream_descriptor":{{"name":"{s}","namespace":null}}}}}}}}"#
+        )
+    };
+    let input = lines(&[
+        record("a", 1, "{}"),
+        record("b", 2, "{}"),
+        record("a", 3, "{}"),
+        stream_state("a"),
+        record("b", 4, "{}"),
+        stream_state("b"),
+        global_state(1),
+    ]);
+    let run = h.write(input.as_bytes());
+    run.assert_ok();
+    let counts: Vec<f64> = run
+        .states()
+        .iter()
+        .map(|s| {
+            s["state"]["destinationStats"]["recordCount"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(counts, [2.0, 2.0, 0.0]);
+}
+
+#[test]
+fn data_text_is_stored_exactly_as_it_arrived() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    let data = [
+        r#"{"big":10000000000000000000000.1234,"tiny":1e-400,"huge":123456789012345678901234567890}"#,
+        r#"{"z":1,"a":2,"esc":"line\nbreak \u2028 \"q\" \\ é ࠈൡሗ 😀","nested":{"arr":[1,null,{"x":[]}]}}"#,
+        r#"{ "spaced" : [ 1 , 2 ] }"#,
+        r#"{"currency":"USD\u2028","date":"2020-03-\n31T00:00:00Z\r"}"#,
+    ];
+    let input: String = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| record("s", 1_600_000_000_000 + i as i64, d) + "\n")
+        .collect();
+    let run = h.write(input.as_bytes());
+    run.assert_ok();
+    let rows = h.strings("SELECT _airbyte_data::VARCHAR FROM main._airbyte_raw_s");
+    let got: Vec<String> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(got, data.map(String::from));
+    let emitted = h.strings(
+        "SELECT epoch_ms(_airbyte_emitted_at::TIMESTAMP)::VARCHAR FROM main._airbyte_raw_s",
+    );
+    assert_eq!(emitted[3][0].as_deref(), Some("1600000000003"));
+}
+
+#[test]
+fn append_accumulates_and_overwrite_replaces_across_syncs() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    let input = lines(&[
+        record("s", 1, r#"{"n":1}"#),
+        record("s", 2, r#"{"n":2}"#),
+        global_state(1),
+    ]);
+    h.write(input.as_bytes()).assert_ok();
+    h.write(input.as_bytes()).assert_ok();
+    assert_eq!(h.count("main._airbyte_raw_s"), 4);
+
+    h.write_catalog(&catalog_of(&[("s", None)], "overwrite"));
+    let input = lines(&[record("s", 3, r#"{"n":3}"#), global_state(2)]);
+    h.write(input.as_bytes()).assert_ok();
+    assert_eq!(
+        h.strings("SELECT _airbyte_data::VARCHAR FROM main._airbyte_raw_s"),
+        vec![vec![Some(r#"{"n":3}"#.into())]]
+    );
+    // No staging table is left behind.
+    assert_eq!(
+        h.count("duckdb_tables() WHERE table_name LIKE '_airbyte_tmp%'"),
+        0
+    );
+}
+
+#[test]
+fn overwrite_that_fails_keeps_the_previous_rows() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    h.write(lines(&[record("s", 1, r#"{"old":1}"#), global_state(1)]).as_bytes())
+        .assert_ok();
+
+    h.write_catalog(&catalog_of(&[("s", None)], "overwrite"));
+    let input = lines(&[
+        record("s", 2, r#"{"new":1}"#),
+        global_state(2),
+        r#"{"type":"RECORD","record":{"#.into(),
+    ]);
+    let run = h.write(input.as_bytes());
+    assert_ne!(run.code, Some(0));
+    assert_eq!(
+        h.strings("SELECT _airbyte_data::VARCHAR FROM main._airbyte_raw_s"),
+        vec![vec![Some(r#"{"old":1}"#.into())]]
+    );
+}
+
+#[test]
+fn a_record_for_a_stream_outside_the_catalog_is_a_config_error() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    let run = h.write(
+        lines(&[
+            record("s", 1, "{}"),
+            record("infinity", 2, r#"{"secret":"x"}"#),
+        ])
+        .as_bytes(),
+    );
+    assert_eq!(run.code, Some(1));
+    let e = run.error();
+    assert_eq!(e["failure_type"], "config_error");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2") && message.contains("infinity"),
+        "{message}"
+    );
+    assert!(!run.stdout.contains("secret"));
+}
+
+#[test]
+fn a_truncated_line_after_a_committed_state_fails_and_keeps_committed_rows() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    let mut live = h.spawn_write();
+    live.send(&lines(&[
+        record("s", 1, r#"{"n":1}"#),
+        record("s", 2, r#"{"n":2}"#),
+        global_state(1),
+    ]));
+    let echoed = live
+        .next_line(20)
+        .expect("state echoed while stdin is open");
+    assert_eq!(echoed["type"], "STATE");
+    live.send(&lines(&[
+        record("s", 3, r#"{"n":3}"#),
+        r#"{"type":"RECORD","record":{"stream":"s","emitted_at":4,"data":{"private":"#.into(),
+    ]));
+    live.close_stdin();
+    let trace = live.next_line(20).expect("a trace");
+    assert_eq!(trace["type"], "TRACE");
+    let error = &trace["trace"]["error"];
+    assert_eq!(error["failure_type"], "config_error");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 5") && message.contains("truncated"),
+        "{message}"
+    );
+    assert!(!message.contains("private"));
+    let status = live.child.wait().unwrap();
+    assert!(!status.success());
+    assert!(live.next_line(1).is_none(), "nothing after the trace");
+    assert_eq!(h.count("main._airbyte_raw_s"), 2);
+}
+
+#[test]
+fn new_files_open_in_duckdb_1_4() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    h.write(
+        lines(&[
+            record("s", 1_700_000_000_123, r#"{"k":"v"}"#),
+            global_state(1),
+        ])
+        .as_bytes(),
+    )
+    .assert_ok();
+    let python = python_with_duckdb("1.4.3");
+    let script = format!(
+        "import duckdb; c = duckdb.connect({:?}, read_only=True); \
+         print(c.sql(\"SELECT _airbyte_data, epoch_ms(_airbyte_emitted_at) FROM main._airbyte_raw_s\").fetchall())",
+        h.db_path().to_str().unwrap()
+    );
+    let out = std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        r#"[('{"k":"v"}', 1700000000123)]"#
+    );
+}
+
+#[test]
+fn official_connector_tables_are_adopted() {
+    let h = Harness::new();
+    {
+        let conn = duckdb::Connection::open(h.db_path()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE main._airbyte_raw_s (_airbyte_ab_id TEXT PRIMARY KEY, _airbyte_emitted_at TIMESTAMP, _airbyte_data JSON);
+             INSERT INTO main._airbyte_raw_s VALUES ('old-id', TIMESTAMP '2020-01-01 00:00:00', '{\"old\":true}');",
+        )
+        .unwrap();
+    }
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    h.write(lines(&[record("s", 1000, r#"{"new":true}"#), global_state(1)]).as_bytes())
+        .assert_ok();
+    let rows = h.strings("SELECT _airbyte_ab_id, _airbyte_data::VARCHAR, _airbyte_meta::VARCHAR FROM main._airbyte_raw_s");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0],
+        vec![Some("old-id".into()), Some(r#"{"old":true}"#.into()), None]
+    );
+    assert_eq!(rows[1][1].as_deref(), Some(r#"{"new":true}"#));
+}
+
+#[test]
+fn write_fails_fast_when_the_database_is_locked() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    h.write(b"").assert_ok();
+    let holder = duckdb::Connection::open(h.db_path()).unwrap();
+    let started = std::time::Instant::now();
+    let run = h.write(lines(&[record("s", 1, "{}")]).as_bytes());
+    drop(holder);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.error()["failure_type"], "transient_error");
+    assert!(run.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("db.duckdb"));
+    assert!(started.elapsed().as_secs() < 30);
+}
+
+#[test]
+fn bad_config_and_catalog_are_config_errors() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    h.write_config(json!({"destination_path": h.db_path().to_str().unwrap(), "threads": "many"}));
+    let run = h.write(b"");
+    assert_eq!(run.error()["failure_type"], "config_error");
+
+    let h = Harness::new();
+    std::fs::write(h.catalog_path(), "{\"streams\": 3}").unwrap();
+    let run = h.write(b"");
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.error()["failure_type"], "config_error");
+}
