@@ -52,6 +52,13 @@ pub fn run<W: Write>(
         signal_hook::flag::register(signal, Arc::clone(&cancelled))
             .context("installing the SIGTERM handler")?;
     }
+    // Past a file-size limit (ulimit -f) a write fails with EFBIG instead of
+    // the process dying on SIGXFSZ, so the failure is reported and rolled back.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .context("installing the SIGXFSZ handler")?;
 
     let (tx, rx) = mpsc::sync_channel(CHANNEL_BATCHES);
     let reader_catalog = Arc::clone(&catalog);
