@@ -21,6 +21,8 @@ pub const DEFAULT_STORAGE_VERSION: &str = "v1.0.0";
 pub const DEFAULT_BATCH_MIB: u64 = 64;
 pub const MAX_BATCH_MIB: u64 = 1024;
 pub const MAX_THREADS: u64 = 256;
+/// Seconds between progress reports during `write`.
+pub const DEFAULT_PROGRESS_SECONDS: u64 = 10;
 /// Relative `destination_path`s resolve under this folder when the variable
 /// is set (the Docker image sets it to `/local`, the official connector's
 /// mount), and under the working directory otherwise.
@@ -47,6 +49,7 @@ pub struct Config {
     pub memory_limit: Option<String>,
     pub threads: Option<u64>,
     pub batch_bytes: u64,
+    pub progress_interval_seconds: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -68,6 +71,7 @@ impl std::fmt::Debug for Config {
             .field("memory_limit", &self.memory_limit)
             .field("threads", &self.threads)
             .field("batch_bytes", &self.batch_bytes)
+            .field("progress_interval_seconds", &self.progress_interval_seconds)
             .finish()
     }
 }
@@ -131,6 +135,8 @@ impl Config {
         let threads = opt_integer(obj, "threads", 1, MAX_THREADS)?;
         let batch_mib =
             opt_integer(obj, "batch_size_mb", 1, MAX_BATCH_MIB)?.unwrap_or(DEFAULT_BATCH_MIB);
+        let progress_interval_seconds = opt_integer(obj, "progress_interval_seconds", 1, 3600)?
+            .unwrap_or(DEFAULT_PROGRESS_SECONDS);
         Ok(Config {
             target,
             schema,
@@ -138,6 +144,7 @@ impl Config {
             memory_limit,
             threads,
             batch_bytes: batch_mib << 20,
+            progress_interval_seconds,
         })
     }
 }

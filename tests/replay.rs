@@ -177,7 +177,7 @@ fn exchange_rate(version: &str) {
         .rfind(|l| l.contains("\"STATE\""))
         .unwrap()
         .trim_end();
-    let last_out = run_again.stdout.lines().last().unwrap();
+    let last_out = *run_again.protocol_lines().last().unwrap();
     let count = expected(&input).states.last().unwrap().1;
     let want = format!(
         "{},\"destinationStats\":{{\"recordCount\":{count}.0}}}}}}",

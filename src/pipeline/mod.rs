@@ -3,6 +3,7 @@
 //! commit → [`checkpoint`] (states released in order) → stdout.
 
 pub mod checkpoint;
+pub mod progress;
 pub mod reader;
 pub mod sink;
 pub mod tables;

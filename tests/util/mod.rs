@@ -53,6 +53,14 @@ impl Run {
         self.messages.iter().filter(|m| m["type"] == kind).collect()
     }
 
+    /// stdout lines other than LOG messages (progress reports).
+    pub fn protocol_lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.starts_with(r#"{"log":"#))
+            .collect()
+    }
+
     pub fn states(&self) -> Vec<&Value> {
         self.of_type("STATE")
     }
