@@ -14,7 +14,7 @@ fn empty_input_creates_empty_tables_and_exits_cleanly() {
     h.write_catalog(&catalog_of(&[("a", None), ("b", Some("ns"))], "append"));
     let run = h.write(b"");
     run.assert_ok();
-    assert!(run.messages.is_empty(), "{run:?}");
+    assert!(run.protocol_lines().is_empty(), "{run:?}");
     assert_eq!(h.count("main._airbyte_raw_a"), 0);
     assert_eq!(h.count("ns._airbyte_raw_b"), 0);
     let columns = h.strings(
@@ -48,7 +48,7 @@ fn state_only_input_echoes_every_state_in_order() {
     ]);
     let run = h.write(input.as_bytes());
     run.assert_ok();
-    let out: Vec<&str> = run.stdout.lines().collect();
+    let out = run.protocol_lines();
     assert_eq!(
         out,
         [
@@ -309,4 +309,60 @@ fn bad_config_and_catalog_are_config_errors() {
     let run = h.write(b"");
     assert_eq!(run.code, Some(1));
     assert_eq!(run.error()["failure_type"], "config_error");
+}
+
+#[test]
+fn progress_is_reported_at_an_interval_and_summed_up_at_the_end() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("a", None), ("b", None)], "append"));
+    h.write_config(
+        json!({"destination_path": h.db_path().to_str().unwrap(), "progress_interval_seconds": 1}),
+    );
+    let mut live = h.spawn_write();
+    live.send(&lines(&[
+        record("a", 1, r#"{"n":1}"#),
+        record("a", 2, r#"{"n":2}"#),
+        record("b", 3, "{}"),
+        global_state(1),
+    ]));
+    let mut progress = None;
+    for _ in 0..10 {
+        match live.next_line(5) {
+            Some(m) if m["type"] == "LOG" => {
+                progress = Some(m["log"]["message"].as_str().unwrap().to_string());
+                break;
+            }
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    let progress = progress.expect("a progress LOG while the sync runs");
+    assert!(progress.starts_with("progress: 3 records"), "{progress}");
+    assert!(
+        progress.contains("1 states acknowledged") && progress.contains("`a` 2 records"),
+        "{progress}"
+    );
+    live.close_stdin();
+    let mut rest = Vec::new();
+    while let Some(m) = live.next_line(10) {
+        rest.push(m);
+    }
+    assert!(live.child.wait().unwrap().success());
+    let logs: Vec<&str> = rest
+        .iter()
+        .filter(|m| m["type"] == "LOG")
+        .map(|m| m["log"]["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.starts_with("stream `a`: 2 records")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.starts_with("stream `b`: 1 records")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.last().unwrap().starts_with("sync finished: 3 records"),
+        "{logs:?}"
+    );
 }

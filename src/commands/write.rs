@@ -8,7 +8,8 @@
 //! A truncating stream is swapped in when it reports COMPLETE, or at clean
 //! EOF if it never reported a status.
 
-use std::io::{Read, Write};
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -23,7 +24,8 @@ use crate::database;
 use crate::emit::Emitter;
 use crate::error::Failure;
 use crate::pipeline::checkpoint::Checkpointer;
-use crate::pipeline::reader::{self, Event, ReaderMsg};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::reader::{self, Batch, Event, ReaderMsg};
 use crate::pipeline::sink::Sink;
 
 /// When the input has been quiet this long, pending work is committed and
@@ -45,7 +47,6 @@ pub fn run<W: Write>(
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
     let db = database::open(&config)?;
     let mut sink = Sink::prepare(&db.session, &catalog)?;
-    let started = Instant::now();
 
     let cancelled = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -72,10 +73,15 @@ pub fn run<W: Write>(
         checkpointer: Checkpointer::new(catalog.streams.len()),
         out,
         status_seen: vec![false; catalog.streams.len()],
-        records: vec![0; catalog.streams.len()],
+        progress: Progress::new(
+            catalog.streams.iter().map(|s| s.label()).collect(),
+            Duration::from_secs(config.progress_interval_seconds),
+        ),
+        progress_on_stdout: !std::io::stdout().is_terminal(),
         last_commit: Instant::now(),
         batch_bytes: config.batch_bytes,
         cancelled,
+        held: Held::default(),
     };
     let outcome = sync.run(&rx, &catalog);
     if let Err(e) = outcome {
@@ -86,18 +92,16 @@ pub fn run<W: Write>(
         }
         return Err(e);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    for (stream, n) in sync.sink.streams().iter().zip(&sync.records) {
-        tracing::info!(stream = %stream.label(), records = n, table = %format!("{}.{}", stream.schema, stream.table), "stream written");
+    let tables: Vec<String> = sync
+        .sink
+        .streams()
+        .iter()
+        .map(|s| format!("\"{}\".\"{}\"", s.schema, s.table))
+        .collect();
+    let states = sync.checkpointer.released();
+    for line in sync.progress.summary(&tables, states) {
+        sync.report(&line)?;
     }
-    let total: u64 = sync.records.iter().sum();
-    tracing::info!(
-        records = total,
-        states = sync.checkpointer.released(),
-        seconds = format!("{elapsed:.2}"),
-        records_per_second = format!("{:.0}", total as f64 / elapsed.max(1e-9)),
-        "sync finished"
-    );
     drop(sink);
     db.close()
 }
@@ -109,11 +113,24 @@ struct SyncLoop<'a, 's, W: Write> {
     /// Whether a stream has sent any STREAM_STATUS (then only COMPLETE
     /// finishes it; otherwise clean EOF does).
     status_seen: Vec<bool>,
-    records: Vec<u64>,
+    progress: Progress,
+    /// Progress also goes out as LOG messages on stdout (for the Airbyte
+    /// UI), unless stdout is a terminal, where stderr already shows it.
+    progress_on_stdout: bool,
     last_commit: Instant,
     batch_bytes: u64,
     /// Set by SIGTERM/SIGINT: stop, roll back what is not committed, close.
     cancelled: Arc<AtomicBool>,
+    held: Held,
+}
+
+/// Received records not yet appended: the tail of the newest batches from
+/// event `start` of the first one.
+#[derive(Default)]
+struct Held {
+    batches: VecDeque<Batch>,
+    start: usize,
+    bytes: u64,
 }
 
 impl<W: Write> SyncLoop<'_, '_, W> {
@@ -129,6 +146,7 @@ impl<W: Write> SyncLoop<'_, '_, W> {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => {
                     self.commit()?;
+                    self.maybe_report()?;
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -137,19 +155,19 @@ impl<W: Write> SyncLoop<'_, '_, W> {
             };
             match msg {
                 ReaderMsg::Batch(batch) => {
-                    for event in batch.events {
-                        self.event(event, &batch.bytes, catalog)?;
-                    }
+                    self.batch(batch, catalog)?;
                     let states_waited = self.checkpointer.has_pending()
                         && self.last_commit.elapsed() >= COMMIT_INTERVAL;
                     if self.sink.pending_bytes() >= self.batch_bytes || states_waited {
                         self.commit()?;
                     }
+                    self.maybe_report()?;
                 }
                 ReaderMsg::Failed(failure) => return Err(failure.into()),
                 ReaderMsg::Eof => break,
             }
         }
+        self.append_held()?;
         self.commit()?;
         for (i, stream) in catalog.streams.iter().enumerate() {
             if stream.mode == WriteMode::Truncate && !self.status_seen[i] {
@@ -159,38 +177,95 @@ impl<W: Write> SyncLoop<'_, '_, W> {
         Ok(())
     }
 
-    fn event(&mut self, event: Event, bytes: &[u8], catalog: &Catalog) -> Result<()> {
-        match event {
-            Event::Record {
-                stream,
-                emitted_at_ms,
-                line,
-                data,
-                changes,
-            } => {
-                self.sink
-                    .append(
-                        stream,
-                        emitted_at_ms,
-                        &bytes[data],
-                        changes.map(|c| &bytes[c]),
-                    )
-                    .with_context(|| format!("line {line}"))?;
-                self.checkpointer.on_record(stream);
-                self.records[stream] += 1;
-            }
-            Event::State {
-                line_text,
-                state,
-                scope,
-            } => self.checkpointer.on_state(&line_text, state, scope),
-            Event::StreamStatus { stream, complete } => {
-                self.status_seen[stream] = true;
-                if complete && catalog.streams[stream].mode == WriteMode::Truncate {
-                    self.commit()?;
-                    self.sink.finish_truncate(stream)?;
+    /// Takes in one batch. Records are held back until a state covers them
+    /// (or they pass the batch limit), so that a commit normally ends at a
+    /// state: records after the last state are not written before their
+    /// state arrives, and a failure or cancel leaves none of them behind to
+    /// be duplicated when the platform re-sends them.
+    fn batch(&mut self, batch: Batch, catalog: &Catalog) -> Result<()> {
+        self.held.batches.push_back(batch);
+        let n = self.held.batches.back().map_or(0, |b| b.events.len());
+        for k in 0..n {
+            let last = self.held.batches.back().expect("pushed above");
+            match &last.events[k] {
+                Event::Record { stream, data, .. } => {
+                    self.checkpointer.on_record(*stream);
+                    self.progress.record(*stream, data.len());
+                    self.held.bytes += data.len() as u64;
+                }
+                Event::State { .. } => {
+                    self.append_held_upto(k)?;
+                    let last = self.held.batches.back().expect("kept by append_held_upto");
+                    if let Event::State { line_text, state, scope } = &last.events[k] {
+                        self.checkpointer.on_state(line_text, state.clone(), *scope);
+                    }
+                }
+                Event::StreamStatus { stream, complete } => {
+                    let (stream, complete) = (*stream, *complete);
+                    self.status_seen[stream] = true;
+                    if complete && catalog.streams[stream].mode == WriteMode::Truncate {
+                        self.append_held_upto(k)?;
+                        self.commit()?;
+                        self.sink.finish_truncate(stream)?;
+                    }
                 }
             }
+        }
+        if self.held.bytes >= self.batch_bytes {
+            // No state in sight: write them anyway, memory stays bounded.
+            self.append_held()?;
+        }
+        Ok(())
+    }
+
+    /// Appends every held record.
+    fn append_held(&mut self) -> Result<()> {
+        let n = self.held.batches.back().map_or(0, |b| b.events.len());
+        self.append_held_upto(n)
+    }
+
+    /// Appends the held records before event `upto` of the newest batch;
+    /// what remains held starts there.
+    fn append_held_upto(&mut self, upto: usize) -> Result<()> {
+        let count = self.held.batches.len();
+        for (i, batch) in self.held.batches.iter().enumerate() {
+            let from = if i == 0 { self.held.start } else { 0 };
+            let to = if i + 1 == count { upto } else { batch.events.len() };
+            for event in &batch.events[from..to] {
+                if let Event::Record { stream, emitted_at_ms, line, data, changes } = event {
+                    self.sink
+                        .append(
+                            *stream,
+                            *emitted_at_ms,
+                            &batch.bytes[data.clone()],
+                            changes.clone().map(|c| &batch.bytes[c]),
+                        )
+                        .with_context(|| format!("line {line}"))?;
+                }
+            }
+        }
+        while self.held.batches.len() > 1 {
+            self.held.batches.pop_front();
+        }
+        self.held.start = upto;
+        self.held.bytes = 0;
+        Ok(())
+    }
+
+    fn maybe_report(&mut self) -> Result<()> {
+        if self.progress.due() {
+            let line = self.progress.line(self.checkpointer.released());
+            self.report(&line)?;
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, line: &str) -> Result<()> {
+        tracing::info!("{line}");
+        if self.progress_on_stdout {
+            self.out
+                .log("INFO", line)
+                .context("writing a LOG message to stdout")?;
         }
         Ok(())
     }
