@@ -104,7 +104,9 @@ fn attach_failure(label: &str, e: DuckError) -> anyhow::Error {
             "`{label}` is not a DuckDB database this version can open (a newer DuckDB, or another kind of file)"
         ))
     } else {
-        Failure::config(format!("cannot open the database `{label}`"))
+        // DuckDB's first line says why (a missing folder, an IO error).
+        let why = e.0.lines().next().unwrap_or("").trim();
+        Failure::config(format!("cannot open the database `{label}`: {why}"))
     };
     anyhow::Error::new(e).context(failure)
 }

@@ -90,7 +90,7 @@ pub fn run<W: Write>(
         if dropped > 0 {
             tracing::warn!("{dropped} state(s) not echoed: their records were rolled back");
         }
-        return Err(e);
+        return Err(storage_full(e, &db.label));
     }
     let tables: Vec<String> = sync
         .sink
@@ -145,8 +145,12 @@ impl<W: Write> SyncLoop<'_, '_, W> {
             let msg = match rx.recv_timeout(IDLE_FLUSH) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.commit()?;
-                    self.maybe_report()?;
+                    // A cancel that arrived during the wait wins over the
+                    // idle commit.
+                    if !self.cancelled.load(Ordering::Relaxed) {
+                        self.commit()?;
+                        self.maybe_report()?;
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -196,7 +200,12 @@ impl<W: Write> SyncLoop<'_, '_, W> {
                 Event::State { .. } => {
                     self.append_held_upto(k)?;
                     let last = self.held.batches.back().expect("kept by append_held_upto");
-                    if let Event::State { line_text, state, scope } = &last.events[k] {
+                    if let Event::State {
+                        line_text,
+                        state,
+                        scope,
+                    } = &last.events[k]
+                    {
                         self.checkpointer.on_state(line_text, state.clone(), *scope);
                     }
                 }
@@ -230,9 +239,20 @@ impl<W: Write> SyncLoop<'_, '_, W> {
         let count = self.held.batches.len();
         for (i, batch) in self.held.batches.iter().enumerate() {
             let from = if i == 0 { self.held.start } else { 0 };
-            let to = if i + 1 == count { upto } else { batch.events.len() };
+            let to = if i + 1 == count {
+                upto
+            } else {
+                batch.events.len()
+            };
             for event in &batch.events[from..to] {
-                if let Event::Record { stream, emitted_at_ms, line, data, changes } = event {
+                if let Event::Record {
+                    stream,
+                    emitted_at_ms,
+                    line,
+                    data,
+                    changes,
+                } = event
+                {
                     self.sink
                         .append(
                             *stream,
@@ -284,4 +304,18 @@ impl<W: Write> SyncLoop<'_, '_, W> {
         self.last_commit = Instant::now();
         Ok(())
     }
+}
+
+/// A full disk or a file-size limit is the user's to fix: say so plainly
+/// (DuckDB's own text stays in the internal message).
+fn storage_full(e: anyhow::Error, label: &str) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("No space left on device") || text.contains("File too large") {
+        let failure = Failure::config(format!(
+            "the disk holding `{label}` is full, or a file-size limit was reached, while writing; \
+             free space and retry (everything up to the last echoed state is saved)"
+        ));
+        return e.context(failure);
+    }
+    e
 }

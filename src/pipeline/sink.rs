@@ -234,7 +234,19 @@ impl<'s> Sink<'s> {
             target.unflushed_bytes = 0;
         }
         if self.in_transaction {
-            if let Err(e) = self.session.execute("ROLLBACK") {
+            // A failed COMMIT has already aborted the transaction.
+            if let Err(e) = self
+                .session
+                .execute("ROLLBACK")
+                .map_err(|e| e.0)
+                .or_else(|m| {
+                    if m.contains("no transaction is active") {
+                        Ok(())
+                    } else {
+                        Err(m)
+                    }
+                })
+            {
                 tracing::warn!("rollback failed: {e}");
             }
         }
