@@ -5,6 +5,7 @@ mod util;
 
 mod check;
 mod durability;
+mod faults;
 mod kills;
 mod packaging;
 mod properties;
