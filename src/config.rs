@@ -21,6 +21,12 @@ pub const DEFAULT_STORAGE_VERSION: &str = "v1.0.0";
 pub const DEFAULT_BATCH_MIB: u64 = 64;
 pub const MAX_BATCH_MIB: u64 = 1024;
 pub const MAX_THREADS: u64 = 256;
+/// DuckDB's buffer pool when the config names none: enough for fast bulk
+/// appends, small enough that the process stays flat at a few hundred MiB
+/// however large the sync (DuckDB's own default, 80% of RAM, lets the cache
+/// grow with the data).
+pub const DEFAULT_MEMORY_LIMIT: &str = "256MiB";
+pub const MIN_MEMORY_LIMIT_BYTES: u64 = 64_000_000;
 /// Seconds between progress reports during `write`.
 pub const DEFAULT_PROGRESS_SECONDS: u64 = 10;
 /// Relative `destination_path`s resolve under this folder when the variable
@@ -46,7 +52,8 @@ pub struct Config {
     /// Default schema (already normalized) for streams without a namespace.
     pub schema: String,
     pub storage_version: String,
-    pub memory_limit: Option<String>,
+    /// DuckDB's `memory_limit` (its buffer pool), as DuckDB reads it.
+    pub memory_limit: String,
     pub threads: Option<u64>,
     pub batch_bytes: u64,
     pub progress_interval_seconds: u64,
@@ -77,6 +84,15 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// DuckDB's `wal_autocheckpoint`: a quarter of the memory limit, from 4
+    /// to 64 MiB. Fewer checkpoints are much cheaper on a large table (each
+    /// one rewrites the table's open row groups), but the data waiting in the
+    /// WAL must fit in memory when the checkpoint runs.
+    pub fn wal_autocheckpoint(&self) -> String {
+        let bytes = memory_size_bytes(&self.memory_limit).unwrap_or(256 << 20);
+        format!("{}MiB", ((bytes / 4) >> 20).clamp(4, 64))
+    }
+
     /// Reads and validates a config file. Every problem is a `config_error`.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -124,11 +140,11 @@ impl Config {
                 )),
             };
         let memory_limit = match opt_string(obj, "memory_limit")? {
-            None => None,
-            Some(v) if is_memory_size(&v) => Some(v),
+            None => DEFAULT_MEMORY_LIMIT.to_string(),
+            Some(v) if memory_size_bytes(&v).is_some_and(|b| b >= MIN_MEMORY_LIMIT_BYTES) => v,
             Some(_) => {
                 return Err(Failure::config(
-                    "`memory_limit` must be a size such as `512MB` or `2GB`",
+                    "`memory_limit` must be a size of at least 64MB, such as `512MB` or `2GB`",
                 ));
             }
         };
@@ -219,20 +235,26 @@ fn is_storage_version(v: &str) -> bool {
             .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn is_memory_size(v: &str) -> bool {
+/// Parses a DuckDB-style size (`512MB`, `1.5GiB`) into bytes.
+fn memory_size_bytes(v: &str) -> Option<u64> {
     let v = v.trim();
     let digits = v
         .bytes()
         .take_while(|b| b.is_ascii_digit() || *b == b'.')
         .count();
-    if digits == 0 || v[..digits].parse::<f64>().map_or(true, |n| n <= 0.0) {
-        return false;
-    }
-    let unit = v[digits..].trim().to_ascii_lowercase();
-    matches!(
-        unit.as_str(),
-        "kb" | "mb" | "gb" | "tb" | "kib" | "mib" | "gib" | "tib"
-    )
+    let number: f64 = v[..digits].parse().ok().filter(|n: &f64| *n > 0.0)?;
+    let unit: f64 = match v[digits..].trim().to_ascii_lowercase().as_str() {
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1048576.0,
+        "gib" => 1073741824.0,
+        "tib" => 1099511627776.0,
+        _ => return None,
+    };
+    Some((number * unit) as u64)
 }
 
 #[cfg(test)]
@@ -251,6 +273,16 @@ mod tests {
         assert_eq!(c.schema, "main");
         assert_eq!(c.storage_version, "v1.0.0");
         assert_eq!(c.batch_bytes, 64 << 20);
+        assert_eq!(
+            (c.memory_limit.as_str(), c.wal_autocheckpoint()),
+            ("256MiB", "64MiB".to_string())
+        );
+        let small = Config::parse(r#"{"destination_path": "/x", "memory_limit": "64MB"}"#).unwrap();
+        assert_eq!(small.wal_autocheckpoint(), "15MiB");
+        assert!(
+            failure(r#"{"destination_path": "/x", "memory_limit": "32MB"}"#)
+                .contains("at least 64MB")
+        );
     }
 
     #[test]

@@ -33,9 +33,9 @@ pub fn open(config: &Config) -> Result<Database> {
         ("autoinstall_known_extensions", "false"),
         ("autoload_known_extensions", "false"),
     ];
-    if let Some(limit) = &config.memory_limit {
-        options.push(("memory_limit", limit));
-    }
+    let wal_autocheckpoint = config.wal_autocheckpoint();
+    options.push(("memory_limit", &config.memory_limit));
+    options.push(("wal_autocheckpoint", &wal_autocheckpoint));
     if let Some(t) = &threads {
         options.push(("threads", t));
     }
