@@ -11,11 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{catalog_of, global_state, parse_stdout, record, Harness, Live, Run, BIN};
-
-fn lines(parts: &[String]) -> String {
-    parts.iter().map(|p| format!("{p}\n")).collect()
-}
+use crate::util::{catalog_of, global_state, lines, parse_stdout, record, Harness, Live, Run, BIN};
 
 /// Waits at most `secs` for the child to exit on its own.
 fn wait_at_most(child: &mut Child, secs: u64) -> Option<ExitStatus> {

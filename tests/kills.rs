@@ -55,6 +55,16 @@ fn state(it: usize, i: usize) -> String {
     )
 }
 
+/// The `upto` of an echoed state line, if it is one.
+fn acked_upto(line: &str) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    (v["type"] == "STATE").then(|| {
+        v["state"]["global"]["shared_state"]["upto"]
+            .as_u64()
+            .unwrap() as usize
+    })
+}
+
 /// Sends `total` records in chunks with states, then kills the process after
 /// a random delay. Returns the `upto` of the last echoed state (records
 /// `0..upto` are acknowledged) or None.
@@ -86,28 +96,14 @@ fn run_and_kill(
             std::thread::sleep(Duration::from_millis(rng.below(300)));
         }
         while let Ok(line) = live.lines.try_recv() {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if v["type"] == "STATE" {
-                last_ack = Some(
-                    v["state"]["global"]["shared_state"]["upto"]
-                        .as_u64()
-                        .unwrap() as usize,
-                );
-            }
+            last_ack = acked_upto(&line).or(last_ack);
         }
     }
     std::thread::sleep(Duration::from_millis(rng.below(400)));
     live.child.kill().unwrap();
     live.child.wait().unwrap();
     while let Ok(line) = live.lines.recv_timeout(Duration::from_millis(200)) {
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if v["type"] == "STATE" {
-            last_ack = Some(
-                v["state"]["global"]["shared_state"]["upto"]
-                    .as_u64()
-                    .unwrap() as usize,
-            );
-        }
+        last_ack = acked_upto(&line).or(last_ack);
     }
     last_ack
 }

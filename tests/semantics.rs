@@ -5,12 +5,8 @@ use serde_json::{json, Value};
 
 use crate::replay::raw_table;
 use crate::util::{
-    acceptance, catalog_of, configured_from_plain, global_state, read_json, record, Harness,
+    acceptance, catalog_of, configured_from_plain, global_state, lines, read_json, record, Harness,
 };
-
-fn lines(parts: &[String]) -> String {
-    parts.iter().map(|p| format!("{p}\n")).collect()
-}
 
 fn ns_record(ns: &str, stream: &str, emitted_at: i64, data: &str) -> String {
     format!(
@@ -295,16 +291,7 @@ fn many_streams(n: usize) {
     }
     let run = h.write(lines(&parts).as_bytes());
     run.assert_ok();
-    let counts: Vec<f64> = run
-        .states()
-        .iter()
-        .map(|s| {
-            s["state"]["destinationStats"]["recordCount"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(counts, vec![n as f64; 3]);
+    assert_eq!(run.state_counts(), vec![n as f64; 3]);
     for name in names.iter().step_by(n / 7 + 1) {
         assert_eq!(h.count(&format!("main.\"_airbyte_raw_{name}\"")), 3);
     }

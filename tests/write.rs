@@ -2,11 +2,7 @@
 
 use serde_json::json;
 
-use crate::util::{catalog_of, global_state, python_with_duckdb, record, Harness};
-
-fn lines(parts: &[String]) -> String {
-    parts.iter().map(|p| format!("{p}\n")).collect()
-}
+use crate::util::{catalog_of, global_state, lines, python_with_duckdb, record, Harness};
 
 #[test]
 fn empty_input_creates_empty_tables_and_exits_cleanly() {
@@ -79,16 +75,7 @@ fn stream_state_counts_only_its_own_stream() {
     ]);
     let run = h.write(input.as_bytes());
     run.assert_ok();
-    let counts: Vec<f64> = run
-        .states()
-        .iter()
-        .map(|s| {
-            s["state"]["destinationStats"]["recordCount"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(counts, [2.0, 2.0, 0.0]);
+    assert_eq!(run.state_counts(), [2.0, 2.0, 0.0]);
 }
 
 #[test]

@@ -61,6 +61,18 @@ impl Run {
             .collect()
     }
 
+    /// `destinationStats.recordCount` of every echoed state, in order.
+    pub fn state_counts(&self) -> Vec<f64> {
+        self.states()
+            .iter()
+            .map(|s| {
+                s["state"]["destinationStats"]["recordCount"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
     pub fn states(&self) -> Vec<&Value> {
         self.of_type("STATE")
     }
@@ -322,6 +334,11 @@ pub fn catalog_of(streams: &[(&str, Option<&str>)], mode: &str) -> Value {
 
 pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Joins message lines, each ending in a newline.
+pub fn lines(parts: &[String]) -> String {
+    parts.iter().map(|p| format!("{p}\n")).collect()
 }
 
 pub fn record(stream: &str, emitted_at: i64, data: &str) -> String {
