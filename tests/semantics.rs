@@ -313,6 +313,7 @@ fn five_hundred_streams() {
 
 #[test]
 fn funky_stream_and_namespace_names_land_in_their_own_tables() {
+    let long_name = "ü".repeat(5_000); // 10 kB of UTF-8
     let funky = [
         (
             "stream-with:spécial:character_names",
@@ -323,6 +324,9 @@ fn funky_stream_and_namespace_names_land_in_their_own_tables() {
         ("", None),
         ("!!!", Some("???")),
         ("tab\tand\nnewline", None),
+        ("nul\u{0}byte", Some("back\\slash\u{0}")),
+        ("only;--punctuation/*", Some("\"")),
+        (long_name.as_str(), Some(long_name.as_str())),
     ];
     let h = Harness::new();
     h.write_catalog(&catalog_of(&funky, "append"));
