@@ -26,7 +26,7 @@ pub const MAX_THREADS: u64 = 256;
 /// however large the sync (DuckDB's own default, 80% of RAM, lets the cache
 /// grow with the data).
 pub const DEFAULT_MEMORY_LIMIT: &str = "256MiB";
-pub const MIN_MEMORY_LIMIT_BYTES: u64 = 64_000_000;
+pub const MIN_MEMORY_LIMIT_BYTES: u64 = 128_000_000;
 /// Seconds between progress reports during `write`.
 pub const DEFAULT_PROGRESS_SECONDS: u64 = 10;
 /// Relative `destination_path`s resolve under this folder when the variable
@@ -144,7 +144,7 @@ impl Config {
             Some(v) if memory_size_bytes(&v).is_some_and(|b| b >= MIN_MEMORY_LIMIT_BYTES) => v,
             Some(_) => {
                 return Err(Failure::config(
-                    "`memory_limit` must be a size of at least 64MB, such as `512MB` or `2GB`",
+                    "`memory_limit` must be a size of at least 128MB, such as `512MB` or `2GB`",
                 ));
             }
         };
@@ -277,11 +277,12 @@ mod tests {
             (c.memory_limit.as_str(), c.wal_autocheckpoint()),
             ("256MiB", "64MiB".to_string())
         );
-        let small = Config::parse(r#"{"destination_path": "/x", "memory_limit": "64MB"}"#).unwrap();
-        assert_eq!(small.wal_autocheckpoint(), "15MiB");
+        let small =
+            Config::parse(r#"{"destination_path": "/x", "memory_limit": "128MB"}"#).unwrap();
+        assert_eq!(small.wal_autocheckpoint(), "30MiB");
         assert!(
-            failure(r#"{"destination_path": "/x", "memory_limit": "32MB"}"#)
-                .contains("at least 64MB")
+            failure(r#"{"destination_path": "/x", "memory_limit": "100MB"}"#)
+                .contains("at least 128MB")
         );
     }
 
