@@ -84,13 +84,13 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// DuckDB's `wal_autocheckpoint`: a quarter of the memory limit, from 4
+    /// DuckDB's `wal_autocheckpoint`: an eighth of the memory limit, from 4
     /// to 64 MiB. Fewer checkpoints are much cheaper on a large table (each
     /// one rewrites the table's open row groups), but the data waiting in the
     /// WAL must fit in memory when the checkpoint runs.
     pub fn wal_autocheckpoint(&self) -> String {
         let bytes = memory_size_bytes(&self.memory_limit).unwrap_or(256 << 20);
-        format!("{}MiB", ((bytes / 4) >> 20).clamp(4, 64))
+        format!("{}MiB", ((bytes / 8) >> 20).clamp(4, 64))
     }
 
     /// Reads and validates a config file. Every problem is a `config_error`.
@@ -275,11 +275,11 @@ mod tests {
         assert_eq!(c.batch_bytes, 64 << 20);
         assert_eq!(
             (c.memory_limit.as_str(), c.wal_autocheckpoint()),
-            ("256MiB", "64MiB".to_string())
+            ("256MiB", "32MiB".to_string())
         );
         let small =
             Config::parse(r#"{"destination_path": "/x", "memory_limit": "128MB"}"#).unwrap();
-        assert_eq!(small.wal_autocheckpoint(), "30MiB");
+        assert_eq!(small.wal_autocheckpoint(), "15MiB");
         assert!(
             failure(r#"{"destination_path": "/x", "memory_limit": "100MB"}"#)
                 .contains("at least 128MB")
