@@ -35,10 +35,6 @@ impl Progress {
         self.bytes[stream] += bytes as u64;
     }
 
-    pub fn records(&self, stream: usize) -> u64 {
-        self.records[stream]
-    }
-
     pub fn due(&self) -> bool {
         self.last_report.elapsed() >= self.interval
     }

@@ -51,8 +51,6 @@ pub struct Sink<'s> {
     targets: Vec<Target<'s>>,
     in_transaction: bool,
     pending_bytes: u64,
-    pending_rows: u64,
-    committed_rows: u64,
     meta_buf: Vec<u8>,
 }
 
@@ -85,8 +83,6 @@ impl<'s> Sink<'s> {
             targets,
             in_transaction: false,
             pending_bytes: 0,
-            pending_rows: 0,
-            committed_rows: 0,
             meta_buf: Vec::new(),
         })
     }
@@ -160,7 +156,6 @@ impl<'s> Sink<'s> {
             target.unflushed_bytes = 0;
         }
         self.pending_bytes += data.len() as u64;
-        self.pending_rows += 1;
         Ok(())
     }
 
@@ -171,10 +166,6 @@ impl<'s> Sink<'s> {
 
     pub fn has_pending(&self) -> bool {
         self.in_transaction
-    }
-
-    pub fn committed_rows(&self) -> u64 {
-        self.committed_rows
     }
 
     /// The catalog's streams with their assigned tables.
@@ -193,8 +184,6 @@ impl<'s> Sink<'s> {
             return Err(e);
         }
         self.in_transaction = false;
-        self.committed_rows += self.pending_rows;
-        self.pending_rows = 0;
         self.pending_bytes = 0;
         Ok(())
     }
@@ -251,7 +240,6 @@ impl<'s> Sink<'s> {
             }
         }
         self.in_transaction = false;
-        self.pending_rows = 0;
         self.pending_bytes = 0;
     }
 
