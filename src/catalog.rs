@@ -49,11 +49,7 @@ pub struct Stream {
 impl Stream {
     /// `namespace.name` (or `name`) for messages.
     pub fn label(&self) -> String {
-        if self.namespace.is_empty() {
-            format!("`{}`", self.name)
-        } else {
-            format!("`{}.{}`", self.namespace, self.name)
-        }
+        label(&self.namespace, &self.name)
     }
 }
 
@@ -126,14 +122,19 @@ impl Catalog {
     }
 }
 
-fn resolve(c: RawConfiguredStream, default_schema: &str) -> Result<Stream, Failure> {
-    let namespace = c.stream.namespace.unwrap_or_default();
-    let name = c.stream.name;
-    let label = if namespace.is_empty() {
+/// `namespace.name` (or `name`) in backticks, for messages.
+fn label(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
         format!("`{name}`")
     } else {
         format!("`{namespace}.{name}`")
-    };
+    }
+}
+
+fn resolve(c: RawConfiguredStream, default_schema: &str) -> Result<Stream, Failure> {
+    let namespace = c.stream.namespace.unwrap_or_default();
+    let name = c.stream.name;
+    let label = label(&namespace, &name);
     let generation = c.generation_id;
     let min_generation = c.minimum_generation_id.unwrap_or(0);
     let refresh_truncates = match generation {

@@ -311,11 +311,9 @@ fn users_with_generation_id_metadata_and_the_malformed_line() {
     // behaviour: a config_error naming line 4, nothing after the last
     // echoed state written (this file has no state before it).
     let h = Harness::new();
-    std::fs::copy(
-        acceptance("v0/users_with_generation_id_configured_catalog.json"),
-        h.catalog_path(),
-    )
-    .unwrap();
+    h.write_catalog(&read_json(&acceptance(
+        "v0/users_with_generation_id_configured_catalog.json",
+    )));
     let input =
         std::fs::read_to_string(acceptance("v0/users_with_generation_id_messages.txt")).unwrap();
     let run = h.write(input.as_bytes());
@@ -331,11 +329,9 @@ fn users_with_generation_id_metadata_and_the_malformed_line() {
         .map(|(_, l)| format!("{l}\n"))
         .collect();
     let h = Harness::new();
-    std::fs::copy(
-        acceptance("v0/users_with_generation_id_configured_catalog.json"),
-        h.catalog_path(),
-    )
-    .unwrap();
+    h.write_catalog(&read_json(&acceptance(
+        "v0/users_with_generation_id_configured_catalog.json",
+    )));
     h.write(good.as_bytes()).assert_ok();
     let rows = h.strings(
         "SELECT _airbyte_ab_id, epoch_ms(_airbyte_emitted_at::TIMESTAMP)::VARCHAR, _airbyte_meta::VARCHAR, \
@@ -441,11 +437,9 @@ fn dat_files_prepared_as_upstream() {
 #[test]
 fn faker_capture_replays_with_per_stream_counts() {
     let h = Harness::new();
-    std::fs::copy(
-        acceptance("faker/faker_configured_catalog_incremental_append.json"),
-        h.catalog_path(),
-    )
-    .unwrap();
+    h.write_catalog(&read_json(&acceptance(
+        "faker/faker_configured_catalog_incremental_append.json",
+    )));
     let input = std::fs::read_to_string(acceptance("faker/faker_read_count10.jsonl")).unwrap();
     let run = assert_replay(&h, &input);
     // Each STREAM state's destination count equals the source's own count.

@@ -1,10 +1,12 @@
 //! `write`: the sync loop.
 //!
-//! The reader thread turns stdin into batches of events. This thread appends
-//! records to DuckDB inside one open transaction, queues state echoes, and
-//! commits when the batch grows past its byte limit, when states have waited
-//! [`COMMIT_INTERVAL`] under load, or when the input has been quiet for
-//! [`IDLE_FLUSH`]. After each commit the queued states are echoed, in order.
+//! The reader thread turns stdin into batches of events. This thread holds
+//! records back until a state covers them (or they pass the batch limit),
+//! appends them to DuckDB inside one open transaction, queues state echoes,
+//! and commits when the batch grows past its byte limit, when states have
+//! waited [`COMMIT_INTERVAL`] under load, or when the input has been quiet
+//! for [`IDLE_FLUSH`]. After each commit the queued states are echoed, in
+//! order.
 //! A truncating stream is swapped in when it reports COMPLETE, or at clean
 //! EOF if it never reported a status.
 
