@@ -44,6 +44,15 @@ pub struct Stream {
     pub table: String,
     /// The staging table used while truncating; assigned with `table`.
     pub staging_table: String,
+    /// `append_dedup`: the typed relation keeps one row per primary key.
+    pub dedup: bool,
+    /// Primary key paths (configured, else source-defined); each a path of
+    /// property names into the record.
+    pub primary_key: Vec<Vec<String>>,
+    /// Cursor path (configured, else the source's default); empty for none.
+    pub cursor_field: Vec<String>,
+    /// The stream's JSON schema (`Null` when the catalog gives none).
+    pub json_schema: serde_json::Value,
 }
 
 impl Stream {
@@ -69,6 +78,10 @@ struct RawCatalog {
 struct RawConfiguredStream {
     stream: RawStream,
     destination_sync_mode: Option<String>,
+    #[serde(default)]
+    primary_key: Option<Vec<Vec<String>>>,
+    #[serde(default)]
+    cursor_field: Option<Vec<String>>,
     generation_id: Option<i64>,
     minimum_generation_id: Option<i64>,
     sync_id: Option<i64>,
@@ -78,6 +91,12 @@ struct RawConfiguredStream {
 struct RawStream {
     name: String,
     namespace: Option<String>,
+    #[serde(default)]
+    json_schema: serde_json::Value,
+    #[serde(default)]
+    source_defined_primary_key: Option<Vec<Vec<String>>>,
+    #[serde(default)]
+    default_cursor_field: Option<Vec<String>>,
 }
 
 impl Catalog {
@@ -164,6 +183,25 @@ fn resolve(c: RawConfiguredStream, default_schema: &str) -> Result<Stream, Failu
     } else {
         names::normalize_schema(&namespace)
     };
+    let dedup = c.destination_sync_mode.as_deref() == Some("append_dedup");
+    let primary_key: Vec<Vec<String>> = c
+        .primary_key
+        .filter(|k| !k.is_empty())
+        .or(c.stream.source_defined_primary_key)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|path| !path.is_empty())
+        .collect();
+    if dedup && primary_key.is_empty() {
+        return Err(Failure::config(format!(
+            "stream {label}: append_dedup needs a primary key (`primary_key` in the configured stream)"
+        )));
+    }
+    let cursor_field = c
+        .cursor_field
+        .filter(|k| !k.is_empty())
+        .or(c.stream.default_cursor_field)
+        .unwrap_or_default();
     let base = names::normalize(&name);
     Ok(Stream {
         table: format!("{RAW_PREFIX}{base}"),
@@ -175,6 +213,10 @@ fn resolve(c: RawConfiguredStream, default_schema: &str) -> Result<Stream, Failu
         mode,
         generation_id: generation,
         sync_id: c.sync_id,
+        dedup,
+        primary_key,
+        cursor_field,
+        json_schema: c.stream.json_schema,
     })
 }
 

@@ -34,6 +34,30 @@ pub const DEFAULT_PROGRESS_SECONDS: u64 = 10;
 /// mount), and under the working directory otherwise.
 pub const LOCAL_ROOT_ENV: &str = "DESTINATION_DUCKDB_LOCAL_ROOT";
 
+/// Whether and how typed relations are kept over the raw tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypedOutput {
+    /// Views computed from the raw tables at query time (the default):
+    /// always current, nothing extra written or stored.
+    Views,
+    /// Tables refreshed at the end of each sync, incrementally where
+    /// possible: faster to query, costs write time and space.
+    Tables,
+    /// Raw tables only; typed relations this connector made are dropped.
+    Off,
+}
+
+impl TypedOutput {
+    pub fn parse(v: &str) -> Option<TypedOutput> {
+        match v {
+            "views" => Some(TypedOutput::Views),
+            "tables" => Some(TypedOutput::Tables),
+            "off" => Some(TypedOutput::Off),
+            _ => None,
+        }
+    }
+}
+
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -57,6 +81,7 @@ pub struct Config {
     pub threads: Option<u64>,
     pub batch_bytes: u64,
     pub progress_interval_seconds: u64,
+    pub typed_output: TypedOutput,
 }
 
 impl std::fmt::Debug for Config {
@@ -79,6 +104,7 @@ impl std::fmt::Debug for Config {
             .field("threads", &self.threads)
             .field("batch_bytes", &self.batch_bytes)
             .field("progress_interval_seconds", &self.progress_interval_seconds)
+            .field("typed_output", &self.typed_output)
             .finish()
     }
 }
@@ -153,6 +179,12 @@ impl Config {
             opt_integer(obj, "batch_size_mb", 1, MAX_BATCH_MIB)?.unwrap_or(DEFAULT_BATCH_MIB);
         let progress_interval_seconds = opt_integer(obj, "progress_interval_seconds", 1, 3600)?
             .unwrap_or(DEFAULT_PROGRESS_SECONDS);
+        let typed_output = match opt_string(obj, "typed_output")? {
+            None => TypedOutput::Views,
+            Some(v) => TypedOutput::parse(&v).ok_or_else(|| {
+                Failure::config("`typed_output` must be `views`, `tables` or `off`")
+            })?,
+        };
         Ok(Config {
             target,
             schema,
@@ -161,6 +193,7 @@ impl Config {
             threads,
             batch_bytes: batch_mib << 20,
             progress_interval_seconds,
+            typed_output,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod names;
 pub mod pipeline;
 pub mod protocol;
+pub mod typed;
 
 use std::io::{Read, Write};
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 
 use crate::catalog::{Catalog, WriteMode};
-use crate::config::Config;
+use crate::config::{Config, TypedOutput};
 use crate::database;
 use crate::emit::Emitter;
 use crate::error::Failure;
@@ -29,6 +29,7 @@ use crate::pipeline::checkpoint::Checkpointer;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::reader::{self, Batch, Event, ReaderMsg};
 use crate::pipeline::sink::Sink;
+use crate::typed;
 
 /// When the input has been quiet this long, pending work is committed and
 /// pending states echoed.
@@ -49,6 +50,7 @@ pub fn run<W: Write>(
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
     let db = database::open(&config)?;
     let mut sink = Sink::prepare(&db.session, &catalog)?;
+    let mut typed = typed::prepare(&db.session, sink.streams(), config.typed_output)?;
 
     let cancelled = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -103,6 +105,20 @@ pub fn run<W: Write>(
     let states = sync.checkpointer.released();
     for line in sync.progress.summary(&tables, states) {
         sync.report(&line)?;
+    }
+    if config.typed_output == TypedOutput::Tables {
+        // States are already echoed: the raw rows are safe whatever happens
+        // here, and the next sync catches a table up that this one missed.
+        for (stream, t) in sink.streams().iter().zip(typed.iter_mut()) {
+            let started = Instant::now();
+            typed::materialise(&db.session, stream, t, stream.mode == WriteMode::Truncate)?;
+            tracing::info!(
+                stream = %stream.label(),
+                table = %format!("\"{}\".\"{}\"", stream.schema, t.name),
+                seconds = started.elapsed().as_secs_f64(),
+                "typed table refreshed"
+            );
+        }
     }
     drop(sink);
     db.close()

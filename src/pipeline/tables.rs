@@ -82,12 +82,22 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
     fresh.sort_by(|&a, &b| {
         (&streams[a].namespace, &streams[a].name).cmp(&(&streams[b].namespace, &streams[b].name))
     });
+    // Typed relations' names are off limits too, for the raw table and for
+    // its staging twin.
+    let typed_names = crate::typed::recorded_names(session)?;
+    let clashes = |taken: &HashSet<(String, String)>, schema: &str, table: &str| {
+        let table = table.to_lowercase();
+        let staging = format!("{STAGING_PREFIX}{}", &table[RAW_PREFIX.len()..]);
+        taken.contains(&(schema.to_string(), table.clone()))
+            || typed_names.contains(&(schema.to_string(), table))
+            || typed_names.contains(&(schema.to_string(), staging))
+    };
     let mut inserts = Vec::new();
     for i in fresh {
         let s = &mut streams[i];
         let schema = s.schema.to_lowercase();
         let mut table = format!("{RAW_PREFIX}{}", s.base);
-        if taken.contains(&(schema.clone(), table.to_lowercase())) {
+        if clashes(&taken, &schema, &table) {
             let hashed = format!(
                 "{RAW_PREFIX}{}_{:08x}",
                 s.base,
@@ -95,7 +105,7 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
             );
             table = hashed.clone();
             let mut n = 2;
-            while taken.contains(&(schema.clone(), table.to_lowercase())) {
+            while clashes(&taken, &schema, &table) {
                 table = format!("{hashed}_{n}");
                 n += 1;
             }

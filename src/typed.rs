@@ -1,0 +1,950 @@
+//! Typed relations over the raw tables: one column per top-level property of
+//! a stream's JSON schema, and for `append_dedup` streams one row per
+//! primary key.
+//!
+//! The raw table stays the source of truth. The typed relation
+//! `"<schema>"."<name>"` is either a view that types (and deduplicates) the
+//! raw rows when it is queried, or a table refreshed from the raw table at
+//! the end of each sync (see [`TypedOutput`]). Everything is plain SQL over
+//! `_airbyte_data`, so any DuckDB client can read the views.
+//!
+//! Typing never fails a query or a sync: a value that does not fit its
+//! column becomes NULL and the row's `_airbyte_meta.changes` gets
+//! `{"field": <property>, "change": "NULLED", "reason":
+//! "DESTINATION_TYPECAST_ERROR"}`.
+//!
+//! Names and columns are recorded in `_airbyte_internal.typed_relations`, so
+//! they stay stable across syncs: a property once given a column keeps it
+//! (its type may widen), and properties that leave the schema keep their
+//! column.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::catalog::{Stream, RAW_PREFIX, STAGING_PREFIX};
+use crate::config::TypedOutput;
+use crate::database::CATALOG;
+use crate::duck::Session;
+use crate::names::{literal, quote};
+use crate::pipeline::tables::{fnv1a64, stream_key, REGISTRY_SCHEMA, REGISTRY_TABLE};
+
+pub const TYPED_REGISTRY: &str = "typed_relations";
+
+/// The metadata columns every typed relation starts with.
+const META_COLUMNS: [&str; 4] = [
+    "_airbyte_ab_id",
+    "_airbyte_emitted_at",
+    "_airbyte_meta",
+    "_airbyte_generation_id",
+];
+
+/// The property that marks a CDC delete in `append_dedup` streams.
+const CDC_DELETED_AT: &str = "_ab_cdc_deleted_at";
+
+/// The DuckDB type a property is typed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColType {
+    Varchar,
+    Boolean,
+    Bigint,
+    Double,
+    Date,
+    Timestamp,
+    Timestamptz,
+    Time,
+    Timetz,
+    /// Any JSON value (unions, unknown or missing types).
+    Json,
+    /// JSON that must be an object (`type: object`).
+    JsonObject,
+    /// JSON that must be an array (`type: array`).
+    JsonArray,
+}
+
+impl ColType {
+    const ALL: [ColType; 12] = [
+        ColType::Varchar,
+        ColType::Boolean,
+        ColType::Bigint,
+        ColType::Double,
+        ColType::Date,
+        ColType::Timestamp,
+        ColType::Timestamptz,
+        ColType::Time,
+        ColType::Timetz,
+        ColType::Json,
+        ColType::JsonObject,
+        ColType::JsonArray,
+    ];
+
+    /// The name recorded in the registry.
+    pub fn key(self) -> &'static str {
+        match self {
+            ColType::Varchar => "string",
+            ColType::Boolean => "boolean",
+            ColType::Bigint => "integer",
+            ColType::Double => "number",
+            ColType::Date => "date",
+            ColType::Timestamp => "timestamp_without_timezone",
+            ColType::Timestamptz => "timestamp_with_timezone",
+            ColType::Time => "time_without_timezone",
+            ColType::Timetz => "time_with_timezone",
+            ColType::Json => "json",
+            ColType::JsonObject => "object",
+            ColType::JsonArray => "array",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<ColType> {
+        ColType::ALL.into_iter().find(|t| t.key() == key)
+    }
+
+    /// The DuckDB column type.
+    pub fn sql(self) -> &'static str {
+        match self {
+            ColType::Varchar => "VARCHAR",
+            ColType::Boolean => "BOOLEAN",
+            ColType::Bigint => "BIGINT",
+            ColType::Double => "DOUBLE",
+            ColType::Date => "DATE",
+            ColType::Timestamp => "TIMESTAMP",
+            ColType::Timestamptz => "TIMESTAMP WITH TIME ZONE",
+            ColType::Time => "TIME",
+            ColType::Timetz => "TIME WITH TIME ZONE",
+            ColType::Json | ColType::JsonObject | ColType::JsonArray => "JSON",
+        }
+    }
+
+    /// The type that holds values of both: integers widen to numbers,
+    /// anything else that differs falls back to JSON (which holds any
+    /// value as it arrived).
+    pub fn widen(self, other: ColType) -> ColType {
+        use ColType::*;
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Bigint, Double) | (Double, Bigint) => Double,
+            _ => Json,
+        }
+    }
+}
+
+/// The column type of one property's JSON schema, by Airbyte's type rules.
+pub fn column_type(schema: &Value) -> ColType {
+    let Value::Object(obj) = schema else {
+        return ColType::Json;
+    };
+    if let Some(Value::String(r)) = obj.get("$ref") {
+        return match r.rsplit('/').next().unwrap_or("") {
+            "String" | "BinaryData" => ColType::Varchar,
+            "Boolean" => ColType::Boolean,
+            "Integer" => ColType::Bigint,
+            "Number" => ColType::Double,
+            "Date" => ColType::Date,
+            "TimestampWithTimezone" => ColType::Timestamptz,
+            "TimestampWithoutTimezone" => ColType::Timestamp,
+            "TimeWithTimezone" => ColType::Timetz,
+            "TimeWithoutTimezone" => ColType::Time,
+            _ => ColType::Json,
+        };
+    }
+    for union in ["oneOf", "anyOf"] {
+        if let Some(Value::Array(options)) = obj.get(union) {
+            let types = options
+                .iter()
+                .filter(|o| o.get("type").and_then(Value::as_str) != Some("null"))
+                .map(column_type);
+            return unify(types);
+        }
+    }
+    match obj.get("type") {
+        Some(Value::String(t)) => single_type(t, obj),
+        Some(Value::Array(ts)) => unify(
+            ts.iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .map(|t| single_type(t, obj)),
+        ),
+        _ => ColType::Json,
+    }
+}
+
+fn unify(types: impl Iterator<Item = ColType>) -> ColType {
+    types.reduce(ColType::widen).unwrap_or(ColType::Json)
+}
+
+fn single_type(t: &str, obj: &serde_json::Map<String, Value>) -> ColType {
+    let airbyte_type = obj.get("airbyte_type").and_then(Value::as_str);
+    let format = obj.get("format").and_then(Value::as_str);
+    match t {
+        "string" => match (format, airbyte_type) {
+            // Legacy big numbers are kept as text: exact, unlike DOUBLE.
+            (_, Some("big_number" | "big_integer")) => ColType::Varchar,
+            (Some("date"), _) => ColType::Date,
+            (Some("date-time"), Some("timestamp_without_timezone")) => ColType::Timestamp,
+            (Some("date-time"), _) => ColType::Timestamptz,
+            (Some("time"), Some("time_without_timezone")) => ColType::Time,
+            (Some("time"), _) => ColType::Timetz,
+            _ => ColType::Varchar,
+        },
+        "integer" => ColType::Bigint,
+        "number" if airbyte_type == Some("integer") => ColType::Bigint,
+        "number" => ColType::Double,
+        "boolean" => ColType::Boolean,
+        "object" => ColType::JsonObject,
+        "array" => ColType::JsonArray,
+        _ => ColType::Json,
+    }
+}
+
+/// One typed column: the property it reads, its column name, its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub property: String,
+    pub name: String,
+    pub ty: ColType,
+}
+
+/// The top-level properties of a stream schema with their types, sorted by
+/// name. Properties whose name holds a NUL character cannot be addressed in
+/// SQL text and are left to the raw table.
+pub fn schema_properties(schema: &Value) -> Vec<(String, ColType)> {
+    let Some(Value::Object(props)) = schema.get("properties") else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, ColType)> = props
+        .iter()
+        .filter(|(name, _)| !name.contains('\0'))
+        .map(|(name, s)| (name.clone(), column_type(s)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Merges the recorded columns with the schema's current properties: known
+/// properties keep their column (the type widens if it changed), new ones
+/// get a column whose name is the property's, made unique
+/// case-insensitively (`_1`, `_2`, ...) and never starting with `_airbyte_`
+/// (those get a leading `_`).
+pub fn merge_columns(recorded: &[Column], properties: &[(String, ColType)]) -> Vec<Column> {
+    let mut out: Vec<Column> = recorded.to_vec();
+    let mut taken: HashSet<String> = META_COLUMNS.iter().map(|c| c.to_string()).collect();
+    taken.extend(out.iter().map(|c| c.name.to_lowercase()));
+    for (property, ty) in properties {
+        if let Some(c) = out.iter_mut().find(|c| &c.property == property) {
+            c.ty = c.ty.widen(*ty);
+            continue;
+        }
+        let mut base = if property.is_empty() {
+            "_".to_string()
+        } else {
+            property.clone()
+        };
+        if base.to_lowercase().starts_with("_airbyte_") {
+            base.insert(0, '_');
+        }
+        let mut name = base.clone();
+        let mut n = 1;
+        while taken.contains(&name.to_lowercase()) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        taken.insert(name.to_lowercase());
+        out.push(Column {
+            property: property.clone(),
+            name,
+            ty: *ty,
+        });
+    }
+    out
+}
+
+fn columns_to_json(columns: &[Column]) -> String {
+    let rows: Vec<(&str, &str, &str)> = columns
+        .iter()
+        .map(|c| (c.property.as_str(), c.name.as_str(), c.ty.key()))
+        .collect();
+    serde_json::to_string(&rows).expect("strings serialize")
+}
+
+fn columns_from_json(text: &str) -> Option<Vec<Column>> {
+    let rows: Vec<(String, String, String)> = serde_json::from_str(text).ok()?;
+    rows.into_iter()
+        .map(|(property, name, ty)| {
+            Some(Column {
+                property,
+                name,
+                ty: ColType::from_key(&ty)?,
+            })
+        })
+        .collect()
+}
+
+/// A JSON pointer (RFC 6901) to a property path, as an SQL literal.
+fn pointer(path: &[String]) -> String {
+    let mut p = String::new();
+    for part in path {
+        p.push('/');
+        p.push_str(&part.replace('~', "~0").replace('/', "~1"));
+    }
+    literal(&p)
+}
+
+/// What the typed relation of one stream is and holds.
+#[derive(Debug, Clone)]
+pub struct Typed {
+    /// The relation's name (unquoted), in the stream's schema.
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// What exists in the database now: `view`, `table` or nothing.
+    kind: Option<String>,
+    /// The columns the materialised table holds, when it is a table.
+    table_columns: Option<Vec<Column>>,
+    /// Highest raw rowid merged into the table, and the raw row count at or
+    /// below it then (to detect rowids that moved).
+    watermark: Option<(i64, i64)>,
+}
+
+/// A stream's typed relation, as SQL.
+struct Query<'a> {
+    stream: &'a Stream,
+    columns: &'a [Column],
+}
+
+/// Key and cursor expressions of a dedup relation: a typed column where the
+/// path is a top-level property, else the raw JSON text at the path.
+enum KeyExpr {
+    Column(String),
+    Raw(usize),
+}
+
+impl Query<'_> {
+    fn key_expr(&self, path: &[String], raw_slot: usize) -> KeyExpr {
+        if let [single] = path {
+            if let Some(c) = self.columns.iter().find(|c| &c.property == single) {
+                return KeyExpr::Column(c.name.clone());
+            }
+        }
+        KeyExpr::Raw(raw_slot)
+    }
+
+    fn keys(&self) -> Vec<(KeyExpr, &[String])> {
+        self.stream
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (self.key_expr(p, i), p.as_slice()))
+            .collect()
+    }
+
+    fn cursor(&self) -> Option<(KeyExpr, &[String])> {
+        let c = &self.stream.cursor_field;
+        (!c.is_empty()).then(|| (self.key_expr(c, self.stream.primary_key.len()), c.as_slice()))
+    }
+
+    /// Whether every key and the cursor are typed columns (the condition for
+    /// merging new rows into a table without rereading the raw table).
+    fn keys_are_columns(&self) -> bool {
+        self.keys().iter().all(|(k, _)| matches!(k, KeyExpr::Column(_)))
+            && self
+                .cursor()
+                .is_none_or(|(k, _)| matches!(k, KeyExpr::Column(_)))
+    }
+
+    /// Typed rows of the raw table (optionally only `rowid > after`), with
+    /// helper columns `_airbyte_raw_rowid`, `_airbyte_k<i>`,
+    /// `_airbyte_cursor` and `_airbyte_deleted`.
+    fn typed_rows(&self, after: Option<i64>) -> String {
+        let s = self.stream;
+        // Level 1: the raw values.
+        let mut l1 = vec![
+            "rowid AS _airbyte_raw_rowid".to_string(),
+            "_airbyte_ab_id, _airbyte_emitted_at, _airbyte_meta, _airbyte_generation_id"
+                .to_string(),
+        ];
+        for (i, c) in self.columns.iter().enumerate() {
+            l1.push(format!(
+                "_airbyte_data -> {} AS _airbyte_v{i}",
+                pointer(std::slice::from_ref(&c.property))
+            ));
+        }
+        let mut raw_paths: Vec<(usize, &[String])> = Vec::new();
+        for (k, path) in self.keys().into_iter().chain(self.cursor()) {
+            if let KeyExpr::Raw(slot) = k {
+                raw_paths.push((slot, path));
+            }
+        }
+        for (slot, path) in &raw_paths {
+            l1.push(format!(
+                "_airbyte_data ->> {} AS _airbyte_r{slot}",
+                if path.iter().any(|p| p.contains('\0')) {
+                    "NULL".to_string()
+                } else {
+                    pointer(path)
+                }
+            ));
+        }
+        let filter = after.map_or(String::new(), |w| format!(" WHERE rowid > {w}"));
+        let l1 = format!(
+            "SELECT {} FROM {}.{}{filter}",
+            l1.join(", "),
+            quote(&s.schema),
+            quote(&s.table)
+        );
+        // Level 2: typed values and their cast errors.
+        let mut l2 = vec!["*".to_string()];
+        for (i, c) in self.columns.iter().enumerate() {
+            let v = format!("_airbyte_v{i}");
+            let value = cast(&v, c.ty);
+            l2.push(format!("{value} AS {}", quote(&c.name)));
+            l2.push(format!(
+                "({v} IS NOT NULL AND json_type({v}) <> 'NULL' AND {value} IS NULL) AS _airbyte_e{i}"
+            ));
+        }
+        let l2 = format!("SELECT {} FROM ({l1})", l2.join(", "));
+        // Level 3: metadata with the cast errors, keys, cursor, deletes.
+        let errors: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "CASE WHEN _airbyte_e{i} THEN {{'field': {}, 'change': 'NULLED', \
+                     'reason': 'DESTINATION_TYPECAST_ERROR'}} END",
+                    literal(&c.property)
+                )
+            })
+            .collect();
+        let meta = if errors.is_empty() {
+            "_airbyte_meta".to_string()
+        } else {
+            let new = format!(
+                "to_json(list_filter([{}], lambda x: x IS NOT NULL))::VARCHAR",
+                errors.join(", ")
+            );
+            let any = (0..self.columns.len())
+                .map(|i| format!("_airbyte_e{i}"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            // The recorded changes (if an array) followed by the new ones.
+            let old = "coalesce(CASE WHEN json_type(_airbyte_meta -> '$.changes') = 'ARRAY' \
+                       THEN (_airbyte_meta -> '$.changes')::VARCHAR END, '[]')";
+            format!(
+                "CASE WHEN {any} THEN json_merge_patch(coalesce(_airbyte_meta, '{{}}'), \
+                 json_object('changes', (CASE WHEN {old} = '[]' THEN {new} \
+                 ELSE substr({old}, 1, length({old}) - 1) || ',' || substr({new}, 2) END)::JSON)) \
+                 ELSE _airbyte_meta END"
+            )
+        };
+        let mut l3 = vec![
+            "_airbyte_raw_rowid".to_string(),
+            "_airbyte_ab_id".to_string(),
+            "_airbyte_emitted_at".to_string(),
+            format!("({meta})::JSON AS _airbyte_meta"),
+            "_airbyte_generation_id".to_string(),
+        ];
+        l3.extend(self.columns.iter().map(|c| quote(&c.name)));
+        for (i, (k, _)) in self.keys().iter().enumerate() {
+            l3.push(format!("{} AS _airbyte_k{i}", key_sql(k)));
+        }
+        l3.push(format!(
+            "{} AS _airbyte_cursor",
+            self.cursor().map_or("NULL".to_string(), |(k, _)| key_sql(&k))
+        ));
+        let deleted = match self.columns.iter().position(|c| c.property == CDC_DELETED_AT) {
+            Some(i) => format!("coalesce(json_type(_airbyte_v{i}) <> 'NULL', false)"),
+            None => "false".to_string(),
+        };
+        l3.push(format!("{deleted} AS _airbyte_deleted"));
+        format!("SELECT {} FROM ({l2})", l3.join(", "))
+    }
+
+    /// The output columns, quoted and comma separated.
+    fn output_columns(&self) -> String {
+        META_COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .chain(self.columns.iter().map(|c| quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn order_by(&self, seq: &str) -> String {
+        format!(
+            "_airbyte_cursor DESC NULLS LAST, _airbyte_emitted_at DESC NULLS LAST, {seq} DESC"
+        )
+    }
+
+    fn partition_by(&self) -> String {
+        (0..self.stream.primary_key.len())
+            .map(|i| format!("_airbyte_k{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The typed relation: every raw row typed, or for `append_dedup` the
+    /// latest row per key (by cursor, then emission time, then arrival),
+    /// without keys whose latest row is a CDC delete.
+    fn relation(&self, after: Option<i64>) -> String {
+        let rows = self.typed_rows(after);
+        let out = self.output_columns();
+        if !self.stream.dedup {
+            return format!("SELECT {out} FROM ({rows})");
+        }
+        format!(
+            "SELECT {out} FROM (SELECT *, row_number() OVER (PARTITION BY {} ORDER BY {}) \
+             AS _airbyte_row_number FROM ({rows})) \
+             WHERE _airbyte_row_number = 1 AND NOT _airbyte_deleted",
+            self.partition_by(),
+            self.order_by("_airbyte_raw_rowid")
+        )
+    }
+}
+
+fn key_sql(k: &KeyExpr) -> String {
+    match k {
+        KeyExpr::Column(name) => quote(name),
+        KeyExpr::Raw(slot) => format!("_airbyte_r{slot}"),
+    }
+}
+
+/// The SQL that types the JSON value `v` (NULL when the property is
+/// missing) as `ty`; NULL where the value does not fit.
+fn cast(v: &str, ty: ColType) -> String {
+    let t = format!("json_type({v})");
+    let s = format!("({v} ->> '$')");
+    let numeric = format!("{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT', 'VARCHAR')");
+    // An offset at the end of a date-time or time; text without one is UTC.
+    let ts_offset = format!(
+        "regexp_matches({s}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?\\s*([Zz]|[+-][0-9]{{1,2}}(:?[0-9]{{2}})?|UTC|GMT)$')"
+    );
+    let time_offset = format!("regexp_matches({s}, '([Zz]|[+-][0-9]{{1,2}}(:?[0-9]{{2}})?)$')");
+    match ty {
+        ColType::Varchar => {
+            format!("CASE WHEN {t} = 'VARCHAR' THEN {s} WHEN {t} <> 'NULL' THEN {v}::VARCHAR END")
+        }
+        ColType::Boolean => format!(
+            "CASE WHEN {t} = 'BOOLEAN' THEN {s} = 'true' WHEN {t} = 'VARCHAR' THEN \
+             CASE lower(trim({s})) WHEN 'true' THEN true WHEN 'false' THEN false END END"
+        ),
+        ColType::Bigint => {
+            let d = format!("TRY_CAST({s} AS DOUBLE)");
+            format!(
+                "CASE WHEN {numeric} THEN CASE \
+                 WHEN regexp_full_match(trim({s}), '[+-]?[0-9]+') THEN TRY_CAST(trim({s}) AS BIGINT) \
+                 WHEN {d} = trunc({d}) AND abs({d}) < 9.2e18 THEN CAST({d} AS BIGINT) END END"
+            )
+        }
+        ColType::Double => format!("CASE WHEN {numeric} THEN TRY_CAST(trim({s}) AS DOUBLE) END"),
+        ColType::Date => format!("CASE WHEN {t} = 'VARCHAR' THEN TRY_CAST(trim({s}) AS DATE) END"),
+        ColType::Timestamp => {
+            format!("CASE WHEN {t} = 'VARCHAR' THEN TRY_CAST(trim({s}) AS TIMESTAMP) END")
+        }
+        ColType::Timestamptz => format!(
+            "CASE WHEN {t} = 'VARCHAR' THEN CASE WHEN {ts_offset} \
+             THEN TRY_CAST(trim({s}) AS TIMESTAMP WITH TIME ZONE) \
+             ELSE TRY_CAST(TRY_CAST(trim({s}) AS TIMESTAMP)::VARCHAR || '+00' AS TIMESTAMP WITH TIME ZONE) END END"
+        ),
+        ColType::Time => format!("CASE WHEN {t} = 'VARCHAR' THEN TRY_CAST(trim({s}) AS TIME) END"),
+        ColType::Timetz => format!(
+            "CASE WHEN {t} = 'VARCHAR' THEN CASE WHEN {time_offset} \
+             THEN TRY_CAST(trim({s}) AS TIME WITH TIME ZONE) \
+             ELSE TRY_CAST(TRY_CAST(trim({s}) AS TIME)::VARCHAR || '+00' AS TIME WITH TIME ZONE) END END"
+        ),
+        ColType::Json => format!("CASE WHEN {t} <> 'NULL' THEN {v} END"),
+        ColType::JsonObject => format!("CASE WHEN {t} = 'OBJECT' THEN {v} END"),
+        ColType::JsonArray => format!("CASE WHEN {t} = 'ARRAY' THEN {v} END"),
+    }
+}
+
+/// Creates the registry table (idempotent).
+pub fn create_registry(session: &Session) -> Result<()> {
+    session
+        .execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}; \
+             CREATE TABLE IF NOT EXISTS {REGISTRY_SCHEMA}.{TYPED_REGISTRY} \
+             (stream_key VARCHAR, schema_name VARCHAR, relation_name VARCHAR, \
+              columns VARCHAR, kind VARCHAR, table_columns VARCHAR, \
+              watermark BIGINT, watermark_count BIGINT, \
+              updated_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp)"
+        ))
+        .context("creating the typed relation registry")
+}
+
+/// The typed relation names recorded in a schema (lowercase), so that raw
+/// tables never take them.
+pub fn recorded_names(session: &Session) -> Result<HashSet<(String, String)>> {
+    create_registry(session)?;
+    let rows = session.query(&format!(
+        "SELECT lower(schema_name), lower(relation_name) FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY}"
+    ))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match &r[..] {
+            [Some(s), Some(n)] => Some((s.clone(), n.clone())),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Resolves every stream's typed relation (name and columns), records it,
+/// and brings the database in line with `mode`: views are (re)created now;
+/// tables are built by [`materialise`] at the end of the sync; `off` drops
+/// what this connector made.
+pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Result<Vec<Typed>> {
+    create_registry(session)?;
+    let rows = session.query(&format!(
+        "SELECT stream_key, lower(schema_name), relation_name, columns, kind, table_columns, \
+         watermark, watermark_count FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY}"
+    ))?;
+    let mut known: HashMap<(String, String), Typed> = HashMap::new();
+    // Names no new relation may take, per schema (lowercase).
+    let mut taken: HashSet<(String, String)> = HashSet::new();
+    for row in rows {
+        let [Some(key), Some(schema), Some(name), columns, kind, table_columns, wm, wm_count] =
+            &row[..]
+        else {
+            continue;
+        };
+        taken.insert((schema.clone(), name.to_lowercase()));
+        let watermark = match (wm, wm_count) {
+            (Some(a), Some(b)) => a.parse().ok().zip(b.parse().ok()),
+            _ => None,
+        };
+        known.insert(
+            (key.clone(), schema.clone()),
+            Typed {
+                name: name.clone(),
+                columns: columns
+                    .as_deref()
+                    .and_then(columns_from_json)
+                    .unwrap_or_default(),
+                kind: kind.clone(),
+                table_columns: table_columns.as_deref().and_then(columns_from_json),
+                watermark,
+            },
+        );
+    }
+    for row in session.query(&format!(
+        "SELECT lower(schema_name), lower(table_name) FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
+    ))? {
+        if let [Some(schema), Some(table)] = &row[..] {
+            taken.insert((schema.clone(), table.clone()));
+            if let Some(rest) = table.strip_prefix(RAW_PREFIX) {
+                taken.insert((schema.clone(), format!("{STAGING_PREFIX}{rest}")));
+            }
+        }
+    }
+    // Tables and views someone else made are never replaced.
+    for row in session.query(&format!(
+        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
+         UNION ALL SELECT lower(schema_name), lower(view_name) FROM duckdb_views() \
+         WHERE database_name = '{CATALOG}' AND NOT internal"
+    ))? {
+        if let [Some(schema), Some(name)] = &row[..] {
+            taken.insert((schema.clone(), name.clone()));
+        }
+    }
+
+    let mut order: Vec<usize> = (0..streams.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&streams[a].namespace, &streams[a].name).cmp(&(&streams[b].namespace, &streams[b].name))
+    });
+    let mut out: Vec<Option<Typed>> = vec![None; streams.len()];
+    for i in order {
+        let s = &streams[i];
+        let key = (stream_key(s), s.schema.to_lowercase());
+        let mut typed = match known.remove(&key) {
+            Some(t) => t,
+            None => {
+                let name = allocate(s, &mut taken);
+                Typed {
+                    name,
+                    columns: Vec::new(),
+                    kind: None,
+                    table_columns: None,
+                    watermark: None,
+                }
+            }
+        };
+        typed.columns = merge_columns(&typed.columns, &schema_properties(&s.json_schema));
+        apply(session, s, &mut typed, mode)
+            .with_context(|| format!("preparing the typed relation of stream {}", s.label()))?;
+        out[i] = Some(typed);
+    }
+    Ok(out.into_iter().map(|t| t.expect("every stream")).collect())
+}
+
+fn allocate(s: &Stream, taken: &mut HashSet<(String, String)>) -> String {
+    let schema = s.schema.to_lowercase();
+    // A raw table's name minus its prefix: `_airbyte_raw_users` → `users`.
+    let plain = s.table.strip_prefix(RAW_PREFIX).unwrap_or(&s.base).to_string();
+    let mut name = plain.clone();
+    if taken.contains(&(schema.clone(), name.to_lowercase())) || name.is_empty() {
+        let hashed = format!("{plain}_{:08x}", fnv1a64(stream_key(s).as_bytes()) as u32);
+        name = hashed.clone();
+        let mut n = 2;
+        while taken.contains(&(schema.clone(), name.to_lowercase())) {
+            name = format!("{hashed}_{n}");
+            n += 1;
+        }
+        tracing::warn!(stream = %s.label(), relation = %name, "the typed relation's plain name is taken; using a suffixed name");
+    }
+    taken.insert((schema, name.to_lowercase()));
+    name
+}
+
+fn relation(s: &Stream, t: &Typed) -> String {
+    format!("{}.{}", quote(&s.schema), quote(&t.name))
+}
+
+fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
+    match t.kind.as_deref() {
+        Some("view") => session.execute(&format!("DROP VIEW IF EXISTS {}", relation(s, t)))?,
+        Some("table") => session.execute(&format!("DROP TABLE IF EXISTS {}", relation(s, t)))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn record(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
+    let opt = |v: Option<String>| v.map_or("NULL".to_string(), |v| literal(&v));
+    session.execute(&format!(
+        "DELETE FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY} WHERE stream_key = {key} \
+         AND lower(schema_name) = lower({schema}); \
+         INSERT INTO {REGISTRY_SCHEMA}.{TYPED_REGISTRY} \
+         (stream_key, schema_name, relation_name, columns, kind, table_columns, watermark, watermark_count) \
+         VALUES ({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count})",
+        key = literal(&stream_key(s)),
+        schema = literal(&s.schema),
+        name = literal(&t.name),
+        columns = literal(&columns_to_json(&t.columns)),
+        kind = opt(t.kind.clone()),
+        table_columns = opt(t.table_columns.as_deref().map(columns_to_json)),
+        wm = t.watermark.map_or("NULL".to_string(), |w| w.0.to_string()),
+        wm_count = t.watermark.map_or("NULL".to_string(), |w| w.1.to_string()),
+    ))?;
+    Ok(())
+}
+
+fn in_transaction(session: &Session, work: impl FnOnce() -> Result<()>) -> Result<()> {
+    session.execute("BEGIN TRANSACTION")?;
+    match work() {
+        Ok(()) => session.execute("COMMIT").context("committing"),
+        Err(e) => {
+            let _ = session.execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn apply(session: &Session, s: &Stream, t: &mut Typed, mode: TypedOutput) -> Result<()> {
+    let mut next = t.clone();
+    in_transaction(session, || {
+        match mode {
+            TypedOutput::Views => {
+                if next.kind.as_deref() != Some("view") {
+                    drop_existing(session, s, &next)?;
+                }
+                let q = Query {
+                    stream: s,
+                    columns: &next.columns,
+                };
+                session.execute(&format!(
+                    "CREATE OR REPLACE VIEW {} AS {}",
+                    relation(s, &next),
+                    q.relation(None)
+                ))?;
+                next.kind = Some("view".into());
+                next.table_columns = None;
+                next.watermark = None;
+            }
+            // Built at the end of the sync.
+            TypedOutput::Tables => {}
+            TypedOutput::Off => {
+                drop_existing(session, s, &next)?;
+                next.kind = None;
+                next.table_columns = None;
+                next.watermark = None;
+            }
+        }
+        record(session, s, &next)
+    })?;
+    *t = next;
+    Ok(())
+}
+
+/// Brings a stream's typed table up to date with its raw table: new raw
+/// rows are typed and appended (or, for `append_dedup`, merged by key);
+/// the table is rebuilt whole when its columns changed, when the raw table
+/// was replaced (`rebuild`, after an overwrite), or when raw rowids moved.
+pub fn materialise(session: &Session, s: &Stream, t: &mut Typed, rebuild: bool) -> Result<()> {
+    let mut next = t.clone();
+    let columns = next.columns.clone();
+    let q = Query {
+        stream: s,
+        columns: &columns,
+    };
+    let raw = format!("{}.{}", quote(&s.schema), quote(&s.table));
+    let rel = relation(s, &next);
+    in_transaction(session, || {
+        let (max_rowid, count, below) = {
+            let wm = next.watermark.map_or(-1, |w| w.0);
+            let row = session.query(&format!(
+                "SELECT coalesce(max(rowid), -1), count(*), count(*) FILTER (WHERE rowid <= {wm}) FROM {raw}"
+            ))?;
+            let get = |i: usize| -> i64 {
+                row.first()
+                    .and_then(|r| r.get(i).cloned().flatten())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            (get(0), get(1), get(2))
+        };
+        let full = rebuild
+            || next.kind.as_deref() != Some("table")
+            || next.table_columns.as_deref() != Some(&next.columns[..])
+            || next.watermark.is_none_or(|(_, c)| c != below)
+            || (s.dedup && !q.keys_are_columns());
+        if full {
+            drop_existing(session, s, &next)?;
+            session.execute(&format!("CREATE TABLE {rel} AS {}", q.relation(None)))?;
+        } else {
+            let after = next.watermark.map(|w| w.0);
+            if !s.dedup {
+                session.execute(&format!(
+                    "INSERT INTO {rel} ({cols}) {}",
+                    q.relation(after),
+                    cols = q.output_columns()
+                ))?;
+            } else {
+                merge(session, &q, &rel, after)?;
+            }
+        }
+        next.kind = Some("table".into());
+        next.table_columns = Some(next.columns.clone());
+        // Rows at or below the watermark now: all of them.
+        next.watermark = Some((max_rowid, count));
+        record(session, s, &next)
+    })
+    .with_context(|| format!("refreshing the typed table {rel}"))?;
+    *t = next;
+    Ok(())
+}
+
+/// Merges the raw rows after `after` into a deduplicated table: the new
+/// rows and the table's rows with the same keys compete, the winner of
+/// each key is kept unless it is a CDC delete.
+fn merge(session: &Session, q: &Query<'_>, rel: &str, after: Option<i64>) -> Result<()> {
+    let work_new = format!("{REGISTRY_SCHEMA}._airbyte_merge_new");
+    let work_all = format!("{REGISTRY_SCHEMA}._airbyte_merge_all");
+    let out = q.output_columns();
+    let keys: Vec<String> = q
+        .keys()
+        .iter()
+        .map(|(k, _)| key_sql(k))
+        .collect();
+    let same_key = keys
+        .iter()
+        .map(|k| format!("n.{k} IS NOT DISTINCT FROM t.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let key_aliases = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{k} AS _airbyte_k{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cursor = q
+        .cursor()
+        .map_or("NULL".to_string(), |(k, _)| key_sql(&k));
+    session.execute(&format!(
+        "CREATE OR REPLACE TABLE {work_new} AS SELECT {out}, _airbyte_deleted, \
+         _airbyte_raw_rowid AS _airbyte_seq FROM ({rows}); \
+         CREATE OR REPLACE TABLE {work_all} AS \
+         SELECT {out}, _airbyte_deleted, _airbyte_seq FROM {work_new} UNION ALL \
+         SELECT {out}, false, -1 FROM {rel} t WHERE EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key}); \
+         DELETE FROM {rel} t WHERE EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key}); \
+         INSERT INTO {rel} ({out}) SELECT {out} FROM (SELECT *, row_number() OVER \
+         (PARTITION BY {partition} ORDER BY {order}) AS _airbyte_row_number \
+         FROM (SELECT *, {key_aliases}, {cursor} AS _airbyte_cursor FROM {work_all})) \
+         WHERE _airbyte_row_number = 1 AND NOT _airbyte_deleted; \
+         DROP TABLE {work_new}; DROP TABLE {work_all}",
+        rows = q.typed_rows(after),
+        partition = q.partition_by(),
+        order = q.order_by("_airbyte_seq"),
+    ))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn airbyte_type_rules() {
+        let cases = [
+            (json!({"type": "string"}), ColType::Varchar),
+            (json!({"type": ["null", "integer"]}), ColType::Bigint),
+            (json!({"type": "number", "airbyte_type": "integer"}), ColType::Bigint),
+            (json!({"type": "number"}), ColType::Double),
+            (json!({"type": "string", "format": "date"}), ColType::Date),
+            (json!({"type": "string", "format": "date-time"}), ColType::Timestamptz),
+            (
+                json!({"type": "string", "format": "date-time", "airbyte_type": "timestamp_without_timezone"}),
+                ColType::Timestamp,
+            ),
+            (json!({"type": "string", "format": "time"}), ColType::Timetz),
+            (
+                json!({"type": "string", "format": "time", "airbyte_type": "time_without_timezone"}),
+                ColType::Time,
+            ),
+            (json!({"type": "object"}), ColType::JsonObject),
+            (json!({"type": ["array"]}), ColType::JsonArray),
+            (json!({"type": ["string", "integer"]}), ColType::Json),
+            (json!({"type": ["integer", "number"]}), ColType::Double),
+            (json!({"oneOf": [{"type": "string"}, {"type": "null"}]}), ColType::Varchar),
+            (json!({"$ref": "WellKnownTypes.json#/definitions/Integer"}), ColType::Bigint),
+            (json!({"$ref": "WellKnownTypes.json#/definitions/BinaryData"}), ColType::Varchar),
+            (json!({"$ref": "WellKnownTypes.json#/definitions/Nope"}), ColType::Json),
+            (json!({"type": "null"}), ColType::Json),
+            (json!({}), ColType::Json),
+            (json!(true), ColType::Json),
+        ];
+        for (schema, want) in cases {
+            assert_eq!(column_type(&schema), want, "{schema}");
+        }
+    }
+
+    #[test]
+    fn column_names_are_stable_and_unique() {
+        let first = merge_columns(
+            &[],
+            &[
+                ("Name".into(), ColType::Varchar),
+                ("_airbyte_ab_id".into(), ColType::Varchar),
+                ("id".into(), ColType::Bigint),
+                ("name".into(), ColType::Varchar),
+            ],
+        );
+        let names: Vec<&str> = first.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Name", "__airbyte_ab_id", "id", "name_1"]);
+        let second = merge_columns(
+            &first,
+            &[
+                ("id".into(), ColType::Double),
+                ("NAME".into(), ColType::Varchar),
+            ],
+        );
+        assert_eq!(second[2].ty, ColType::Double);
+        assert_eq!(second[4].name, "NAME_2");
+        assert_eq!(second.len(), 5, "columns that left the schema stay");
+    }
+
+    #[test]
+    fn pointers_escape() {
+        assert_eq!(pointer(&["a/b~c'd".to_string()]), "'/a~1b~0c''d'");
+    }
+}
