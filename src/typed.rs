@@ -340,13 +340,20 @@ impl Query<'_> {
 
     fn cursor(&self) -> Option<(KeyExpr, &[String])> {
         let c = &self.stream.cursor_field;
-        (!c.is_empty()).then(|| (self.key_expr(c, self.stream.primary_key.len()), c.as_slice()))
+        (!c.is_empty()).then(|| {
+            (
+                self.key_expr(c, self.stream.primary_key.len()),
+                c.as_slice(),
+            )
+        })
     }
 
     /// Whether every key and the cursor are typed columns (the condition for
     /// merging new rows into a table without rereading the raw table).
     fn keys_are_columns(&self) -> bool {
-        self.keys().iter().all(|(k, _)| matches!(k, KeyExpr::Column(_)))
+        self.keys()
+            .iter()
+            .all(|(k, _)| matches!(k, KeyExpr::Column(_)))
             && self
                 .cursor()
                 .is_none_or(|(k, _)| matches!(k, KeyExpr::Column(_)))
@@ -450,9 +457,14 @@ impl Query<'_> {
         }
         l3.push(format!(
             "{} AS _airbyte_cursor",
-            self.cursor().map_or("NULL".to_string(), |(k, _)| key_sql(&k))
+            self.cursor()
+                .map_or("NULL".to_string(), |(k, _)| key_sql(&k))
         ));
-        let deleted = match self.columns.iter().position(|c| c.property == CDC_DELETED_AT) {
+        let deleted = match self
+            .columns
+            .iter()
+            .position(|c| c.property == CDC_DELETED_AT)
+        {
             Some(i) => format!("coalesce(json_type(_airbyte_v{i}) <> 'NULL', false)"),
             None => "false".to_string(),
         };
@@ -471,9 +483,7 @@ impl Query<'_> {
     }
 
     fn order_by(&self, seq: &str) -> String {
-        format!(
-            "_airbyte_cursor DESC NULLS LAST, _airbyte_emitted_at DESC NULLS LAST, {seq} DESC"
-        )
+        format!("_airbyte_cursor DESC NULLS LAST, _airbyte_emitted_at DESC NULLS LAST, {seq} DESC")
     }
 
     fn partition_by(&self) -> String {
@@ -487,17 +497,25 @@ impl Query<'_> {
     /// latest row per key (by cursor, then emission time, then arrival),
     /// without keys whose latest row is a CDC delete.
     fn relation(&self, after: Option<i64>) -> String {
-        let rows = self.typed_rows(after);
-        let out = self.output_columns();
         if !self.stream.dedup {
-            return format!("SELECT {out} FROM ({rows})");
+            let rows = self.typed_rows(after);
+            return format!("SELECT {} FROM ({rows})", self.output_columns());
         }
+        self.winners(after, false)
+    }
+
+    /// The latest row of each key: those that are not CDC deletes, or (with
+    /// `deleted`) those that are.
+    fn winners(&self, after: Option<i64>, deleted: bool) -> String {
         format!(
             "SELECT {out} FROM (SELECT *, row_number() OVER (PARTITION BY {} ORDER BY {}) \
              AS _airbyte_row_number FROM ({rows})) \
-             WHERE _airbyte_row_number = 1 AND NOT _airbyte_deleted",
+             WHERE _airbyte_row_number = 1 AND {}_airbyte_deleted",
             self.partition_by(),
-            self.order_by("_airbyte_raw_rowid")
+            self.order_by("_airbyte_raw_rowid"),
+            if deleted { "" } else { "NOT " },
+            out = self.output_columns(),
+            rows = self.typed_rows(after),
         )
     }
 }
@@ -679,7 +697,11 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
 fn allocate(s: &Stream, taken: &mut HashSet<(String, String)>) -> String {
     let schema = s.schema.to_lowercase();
     // A raw table's name minus its prefix: `_airbyte_raw_users` → `users`.
-    let plain = s.table.strip_prefix(RAW_PREFIX).unwrap_or(&s.base).to_string();
+    let plain = s
+        .table
+        .strip_prefix(RAW_PREFIX)
+        .unwrap_or(&s.base)
+        .to_string();
     let mut name = plain.clone();
     if taken.contains(&(schema.clone(), name.to_lowercase())) || name.is_empty() {
         let hashed = format!("{plain}_{:08x}", fnv1a64(stream_key(s).as_bytes()) as u32);
@@ -699,7 +721,18 @@ fn relation(s: &Stream, t: &Typed) -> String {
     format!("{}.{}", quote(&s.schema), quote(&t.name))
 }
 
+/// Where a materialised dedup table keeps the keys whose latest row is a
+/// CDC delete (that row, typed), so that a later row only brings a key back
+/// if it beats the delete.
+fn tombstones(s: &Stream, t: &Typed) -> String {
+    format!(
+        "{REGISTRY_SCHEMA}.{}",
+        quote(&format!("deleted__{}__{}", s.schema, t.name))
+    )
+}
+
 fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
+    session.execute(&format!("DROP TABLE IF EXISTS {}", tombstones(s, t)))?;
     match t.kind.as_deref() {
         Some("view") => session.execute(&format!("DROP VIEW IF EXISTS {}", relation(s, t)))?,
         Some("table") => session.execute(&format!("DROP TABLE IF EXISTS {}", relation(s, t)))?,
@@ -779,7 +812,12 @@ fn apply(session: &Session, s: &Stream, t: &mut Typed, mode: TypedOutput) -> Res
 /// rows are typed and appended (or, for `append_dedup`, merged by key);
 /// the table is rebuilt whole when its columns changed, when the raw table
 /// was replaced (`rebuild`, after an overwrite), or when raw rowids moved.
-pub fn materialise(session: &Session, s: &Stream, t: &mut Typed, rebuild: bool) -> Result<()> {
+pub fn materialise(
+    session: &Session,
+    s: &Stream,
+    t: &mut Typed,
+    rebuild: bool,
+) -> Result<&'static str> {
     let mut next = t.clone();
     let columns = next.columns.clone();
     let q = Query {
@@ -788,6 +826,7 @@ pub fn materialise(session: &Session, s: &Stream, t: &mut Typed, rebuild: bool) 
     };
     let raw = format!("{}.{}", quote(&s.schema), quote(&s.table));
     let rel = relation(s, &next);
+    let mut how = "rebuilt";
     in_transaction(session, || {
         let (max_rowid, count, below) = {
             let wm = next.watermark.map_or(-1, |w| w.0);
@@ -810,8 +849,16 @@ pub fn materialise(session: &Session, s: &Stream, t: &mut Typed, rebuild: bool) 
         if full {
             drop_existing(session, s, &next)?;
             session.execute(&format!("CREATE TABLE {rel} AS {}", q.relation(None)))?;
+            if s.dedup {
+                session.execute(&format!(
+                    "CREATE TABLE {} AS {}",
+                    tombstones(s, &next),
+                    q.winners(None, true)
+                ))?;
+            }
         } else {
             let after = next.watermark.map(|w| w.0);
+            how = if s.dedup { "merged" } else { "appended" };
             if !s.dedup {
                 session.execute(&format!(
                     "INSERT INTO {rel} ({cols}) {}",
@@ -819,7 +866,7 @@ pub fn materialise(session: &Session, s: &Stream, t: &mut Typed, rebuild: bool) 
                     cols = q.output_columns()
                 ))?;
             } else {
-                merge(session, &q, &rel, after)?;
+                merge(session, &q, &rel, &tombstones(s, &next), after)?;
             }
         }
         next.kind = Some("table".into());
@@ -830,21 +877,24 @@ pub fn materialise(session: &Session, s: &Stream, t: &mut Typed, rebuild: bool) 
     })
     .with_context(|| format!("refreshing the typed table {rel}"))?;
     *t = next;
-    Ok(())
+    Ok(how)
 }
 
 /// Merges the raw rows after `after` into a deduplicated table: the new
-/// rows and the table's rows with the same keys compete, the winner of
-/// each key is kept unless it is a CDC delete.
-fn merge(session: &Session, q: &Query<'_>, rel: &str, after: Option<i64>) -> Result<()> {
+/// rows compete with the table's rows and the tombstones of the same keys;
+/// each key's winner goes to the table, or to the tombstones if it is a
+/// CDC delete.
+fn merge(
+    session: &Session,
+    q: &Query<'_>,
+    rel: &str,
+    tombs: &str,
+    after: Option<i64>,
+) -> Result<()> {
     let work_new = format!("{REGISTRY_SCHEMA}._airbyte_merge_new");
     let work_all = format!("{REGISTRY_SCHEMA}._airbyte_merge_all");
     let out = q.output_columns();
-    let keys: Vec<String> = q
-        .keys()
-        .iter()
-        .map(|(k, _)| key_sql(k))
-        .collect();
+    let keys: Vec<String> = q.keys().iter().map(|(k, _)| key_sql(k)).collect();
     let same_key = keys
         .iter()
         .map(|k| format!("n.{k} IS NOT DISTINCT FROM t.{k}"))
@@ -856,24 +906,33 @@ fn merge(session: &Session, q: &Query<'_>, rel: &str, after: Option<i64>) -> Res
         .map(|(i, k)| format!("{k} AS _airbyte_k{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let cursor = q
-        .cursor()
-        .map_or("NULL".to_string(), |(k, _)| key_sql(&k));
+    let cursor = q.cursor().map_or("NULL".to_string(), |(k, _)| key_sql(&k));
+    let matching = format!("EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key})");
+    let winners = |deleted: &str| {
+        format!(
+            "SELECT {out} FROM (SELECT *, row_number() OVER \
+             (PARTITION BY {partition} ORDER BY {order}) AS _airbyte_row_number \
+             FROM (SELECT *, {key_aliases}, {cursor} AS _airbyte_cursor FROM {work_all})) \
+             WHERE _airbyte_row_number = 1 AND {deleted}_airbyte_deleted",
+            partition = q.partition_by(),
+            order = q.order_by("_airbyte_seq"),
+        )
+    };
     session.execute(&format!(
         "CREATE OR REPLACE TABLE {work_new} AS SELECT {out}, _airbyte_deleted, \
          _airbyte_raw_rowid AS _airbyte_seq FROM ({rows}); \
          CREATE OR REPLACE TABLE {work_all} AS \
          SELECT {out}, _airbyte_deleted, _airbyte_seq FROM {work_new} UNION ALL \
-         SELECT {out}, false, -1 FROM {rel} t WHERE EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key}); \
-         DELETE FROM {rel} t WHERE EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key}); \
-         INSERT INTO {rel} ({out}) SELECT {out} FROM (SELECT *, row_number() OVER \
-         (PARTITION BY {partition} ORDER BY {order}) AS _airbyte_row_number \
-         FROM (SELECT *, {key_aliases}, {cursor} AS _airbyte_cursor FROM {work_all})) \
-         WHERE _airbyte_row_number = 1 AND NOT _airbyte_deleted; \
+         SELECT {out}, false, -1 FROM {rel} t WHERE {matching} UNION ALL \
+         SELECT {out}, true, -1 FROM {tombs} t WHERE {matching}; \
+         DELETE FROM {rel} t WHERE {matching}; \
+         DELETE FROM {tombs} t WHERE {matching}; \
+         INSERT INTO {rel} ({out}) {live}; \
+         INSERT INTO {tombs} ({out}) {dead}; \
          DROP TABLE {work_new}; DROP TABLE {work_all}",
         rows = q.typed_rows(after),
-        partition = q.partition_by(),
-        order = q.order_by("_airbyte_seq"),
+        live = winners("NOT "),
+        dead = winners(""),
     ))?;
     Ok(())
 }
@@ -888,10 +947,16 @@ mod tests {
         let cases = [
             (json!({"type": "string"}), ColType::Varchar),
             (json!({"type": ["null", "integer"]}), ColType::Bigint),
-            (json!({"type": "number", "airbyte_type": "integer"}), ColType::Bigint),
+            (
+                json!({"type": "number", "airbyte_type": "integer"}),
+                ColType::Bigint,
+            ),
             (json!({"type": "number"}), ColType::Double),
             (json!({"type": "string", "format": "date"}), ColType::Date),
-            (json!({"type": "string", "format": "date-time"}), ColType::Timestamptz),
+            (
+                json!({"type": "string", "format": "date-time"}),
+                ColType::Timestamptz,
+            ),
             (
                 json!({"type": "string", "format": "date-time", "airbyte_type": "timestamp_without_timezone"}),
                 ColType::Timestamp,
@@ -905,10 +970,22 @@ mod tests {
             (json!({"type": ["array"]}), ColType::JsonArray),
             (json!({"type": ["string", "integer"]}), ColType::Json),
             (json!({"type": ["integer", "number"]}), ColType::Double),
-            (json!({"oneOf": [{"type": "string"}, {"type": "null"}]}), ColType::Varchar),
-            (json!({"$ref": "WellKnownTypes.json#/definitions/Integer"}), ColType::Bigint),
-            (json!({"$ref": "WellKnownTypes.json#/definitions/BinaryData"}), ColType::Varchar),
-            (json!({"$ref": "WellKnownTypes.json#/definitions/Nope"}), ColType::Json),
+            (
+                json!({"oneOf": [{"type": "string"}, {"type": "null"}]}),
+                ColType::Varchar,
+            ),
+            (
+                json!({"$ref": "WellKnownTypes.json#/definitions/Integer"}),
+                ColType::Bigint,
+            ),
+            (
+                json!({"$ref": "WellKnownTypes.json#/definitions/BinaryData"}),
+                ColType::Varchar,
+            ),
+            (
+                json!({"$ref": "WellKnownTypes.json#/definitions/Nope"}),
+                ColType::Json,
+            ),
             (json!({"type": "null"}), ColType::Json),
             (json!({}), ColType::Json),
             (json!(true), ColType::Json),

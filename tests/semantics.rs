@@ -421,13 +421,15 @@ fn case_collisions_get_distinct_tables_and_keep_them_when_streams_are_added() {
 }
 
 #[test]
-fn append_dedup_writes_raw_rows_like_append() {
+fn append_dedup_writes_raw_rows_like_append_and_dedups_the_typed_view() {
     // DAT testIncrementalDedupeSync on a raw destination: all 7 raw rows.
     let h = Harness::new();
     let mut catalog =
         configured_from_plain(&read_json(&acceptance("v0/exchange_rate_catalog.json")));
     catalog["streams"][0]["destination_sync_mode"] = json!("append_dedup");
     catalog["streams"][0]["minimum_generation_id"] = json!(0);
+    catalog["streams"][0]["primary_key"] = json!([["id"]]);
+    catalog["streams"][0]["cursor_field"] = json!(["date"]);
     h.write_catalog(&catalog);
     let input = std::fs::read_to_string(acceptance("v0/exchange_rate_messages.txt")).unwrap();
     h.write(input.as_bytes()).assert_ok();
@@ -446,4 +448,21 @@ fn append_dedup_writes_raw_rows_like_append() {
     ];
     h.write(lines(&second).as_bytes()).assert_ok();
     assert_eq!(h.count("main._airbyte_raw_exchange_rate"), 7);
+    // The typed view keeps the latest row per id: by `date`, then by
+    // emission when the dates tie.
+    assert_eq!(
+        h.strings("SELECT id::VARCHAR, date, \"HKD\"::VARCHAR FROM main.exchange_rate ORDER BY id"),
+        [
+            [
+                Some("1".into()),
+                Some("2020-09-01T00:00:00Z".into()),
+                Some("5.4".into())
+            ],
+            [
+                Some("2".into()),
+                Some("2020-09-01T00:00:00Z".into()),
+                Some("10.5".into())
+            ],
+        ]
+    );
 }

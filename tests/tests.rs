@@ -4,6 +4,7 @@
 mod util;
 
 mod check;
+mod dedup;
 mod durability;
 mod faults;
 mod kills;
@@ -13,4 +14,5 @@ mod replay;
 mod robustness;
 mod semantics;
 mod spec;
+mod typing;
 mod write;

@@ -111,8 +111,10 @@ pub fn run<W: Write>(
         // here, and the next sync catches a table up that this one missed.
         for (stream, t) in sink.streams().iter().zip(typed.iter_mut()) {
             let started = Instant::now();
-            typed::materialise(&db.session, stream, t, stream.mode == WriteMode::Truncate)?;
+            let how =
+                typed::materialise(&db.session, stream, t, stream.mode == WriteMode::Truncate)?;
             tracing::info!(
+                how,
                 stream = %stream.label(),
                 table = %format!("\"{}\".\"{}\"", stream.schema, t.name),
                 seconds = started.elapsed().as_secs_f64(),
