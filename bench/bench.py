@@ -2,6 +2,9 @@
 generated Airbyte input, on the same machine, in the same run:
 
   ours         $BIN write --config CFG --catalog CAT < input, into a fresh file
+               (typed output as views, the default)
+  ours_tables  the same with "typed_output": "tables" (typed tables
+               materialised at the end of the sync)
   duckdb_bulk  DuckDB's own read_ndjson + INSERT ... SELECT (bench/baselines.py)
   per_row      json.loads + executemany per STATE, like the official Python
                connector (bench/baselines.py), on a capped prefix of the input
@@ -30,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GENERATOR = REPO / "scripts" / "generate_input.py"
 BASELINES = HERE / "baselines.py"
-CONTENDERS = ("ours", "duckdb_bulk", "per_row")
+CONTENDERS = ("ours", "ours_tables", "duckdb_bulk", "per_row")
+TYPED = {"ours": "views", "ours_tables": "tables"}
 RAW_COLUMNS = ["_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_data", "_airbyte_meta", "_airbyte_generation_id"]
 
 
@@ -111,7 +115,7 @@ def scan_input(path):
             "states": len(states), "state_messages": states, "bytes": os.path.getsize(path)}
 
 
-def ensure_input(work, n, seed, state_every):
+def ensure_input(work, n, seed, state_every, mode="append"):
     """Generated input for n records, cached under work/inputs keyed by size,
     seed, state interval and the generator's content. Written under temporary
     names and renamed, so an interrupted run never leaves a half file that
@@ -119,6 +123,8 @@ def ensure_input(work, n, seed, state_every):
     d = work / "inputs"
     d.mkdir(parents=True, exist_ok=True)
     key = f"n{n}-seed{seed}-state{state_every}-gen{generator_digest()}"
+    if mode != "append":
+        key += f"-{mode}"
     msgs, cat, meta = d / f"{key}.jsonl", d / f"{key}.catalog.json", d / f"{key}.meta.json"
     if msgs.exists() and cat.exists():
         try:
@@ -131,7 +137,8 @@ def ensure_input(work, n, seed, state_every):
         log(f"generating {n} records (seed {seed}, a state every {state_every}) -> {msgs}")
         tmp_msgs, tmp_cat = d / f".{key}.jsonl.tmp", d / f".{key}.catalog.json.tmp"
         subprocess.run([sys.executable, str(GENERATOR), "--records", str(n), "--seed", str(seed),
-                        "--state-every", str(state_every), "--out", str(tmp_msgs), "--catalog", str(tmp_cat)],
+                        "--state-every", str(state_every), "--mode", mode, "--out", str(tmp_msgs),
+                        "--catalog", str(tmp_cat)],
                        check=True)
         os.replace(tmp_cat, cat)
         os.replace(tmp_msgs, msgs)
@@ -252,20 +259,55 @@ def check_ours_stdout(stdout_path, info):
     return len(echoed)
 
 
-def run_ours(args, run_dir, tag, msgs, cat, info):
-    db = run_dir / f"ours-{tag}.duckdb"
-    cfg = run_dir / f"ours-{tag}.config.json"
-    out, err = run_dir / f"ours-{tag}.stdout", run_dir / f"ours-{tag}.stderr"
+SCAN_TYPED = """
+import json, sys, time, duckdb
+db, names = sys.argv[1], json.loads(sys.argv[2])
+con = duckdb.connect(db, read_only=True)
+t0 = time.perf_counter()
+typed = {n: con.execute(f'SELECT count(*), sum(hash(t)) FROM main."{n}" t').fetchone()[0] for n in names}
+seconds = time.perf_counter() - t0
+raw = {n: con.execute(f'SELECT count(*) FROM main."_airbyte_raw_{n}"').fetchone()[0] for n in names}
+print(json.dumps({"seconds": seconds, "typed": typed, "raw": raw}))
+"""
+
+
+def scan_typed(db, catalog_path, who):
+    """Reads every typed relation whole (a hash over all columns of every
+    row) and checks it has one row per raw row (the generator's ids are
+    unique, so append_dedup keeps them all). Returns the seconds the scans
+    took: the query-side cost of views versus tables. Runs in a child
+    process: memory this process touches would inflate the peak RSS that
+    later children (forked from it) report."""
+    catalog = json.loads(Path(catalog_path).read_text())
+    names = [cs["stream"]["name"] for cs in catalog["streams"]]
+    p = subprocess.run([sys.executable, "-c", SCAN_TYPED, str(db), json.dumps(names)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BenchError(f"{who}: reading the typed relations failed:\n{p.stderr[-2000:]}")
+    result = json.loads(p.stdout)
+    for name in names:
+        if result["typed"][name] != result["raw"][name]:
+            raise BenchError(f"{who}: typed relation main.{name} has {result['typed'][name]} rows, "
+                             f"raw has {result['raw'][name]}")
+    return result["seconds"]
+
+
+def run_ours(args, run_dir, tag, msgs, cat, info, who="ours"):
+    db = run_dir / f"{who}-{tag}.duckdb"
+    cfg = run_dir / f"{who}-{tag}.config.json"
+    out, err = run_dir / f"{who}-{tag}.stdout", run_dir / f"{who}-{tag}.stderr"
     remove_db(db)
-    cfg.write_text(json.dumps({"destination_path": str(db)}))
+    cfg.write_text(json.dumps({"destination_path": str(db), "typed_output": TYPED[who]}))
     code, wall, rss = run_child([args.bin, "write", "--config", str(cfg), "--catalog", str(cat)], msgs, out, err)
     if code != 0:
-        raise BenchError(f"ours: exit code {code}\n--- stderr (tail) ---\n{tail(err)}\n--- stdout (tail) ---\n{tail(out)}")
+        raise BenchError(f"{who}: exit code {code}\n--- stderr (tail) ---\n{tail(err)}\n--- stdout (tail) ---\n{tail(out)}")
     states = check_ours_stdout(out, info)
-    rows = verify_tables(db, cat, info, "ours")
+    rows = verify_tables(db, cat, info, who)
+    query_s = scan_typed(db, cat, who)
     if not args.keep_db:
         remove_db(db)
-    return {"records": rows, "seconds": wall, "wall_s": wall, "peak_rss_mib": rss, "states_echoed": states}
+    return {"records": rows, "seconds": wall, "wall_s": wall, "peak_rss_mib": rss, "states_echoed": states,
+            "typed_scan_s": query_s}
 
 
 def run_baseline(args, kind, run_dir, tag, msgs, cat, info, extra):
@@ -302,6 +344,8 @@ def summarize(runs, input_bytes):
         "records_per_s": records / secs,
         "mb_per_s": input_bytes / 1e6 / secs,
         "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
+        "median_typed_scan_s": (statistics.median(r["typed_scan_s"] for r in runs)
+                                if "typed_scan_s" in runs[0] else None),
         "runs": runs,
     }
 
@@ -313,7 +357,7 @@ def fmt_rate(x):
 
 
 def print_table(results, contenders):
-    headers = ["records", "contender", "loaded", "records/s", "MB/s", "peak RSS MiB", "time s", "wall s"]
+    headers = ["records", "contender", "loaded", "records/s", "MB/s", "peak RSS MiB", "time s", "wall s", "typed scan s"]
     rows = []
     for size in results:
         for name in contenders:
@@ -322,7 +366,8 @@ def print_table(results, contenders):
                 continue
             rows.append([f"{size['records']:,}", name, f"{c['records']:,}", fmt_rate(c["records_per_s"]),
                          f"{c['mb_per_s']:.1f}", f"{c['median_peak_rss_mib']:.1f}",
-                         f"{c['median_seconds']:.3f}", f"{c['median_wall_s']:.3f}"])
+                         f"{c['median_seconds']:.3f}", f"{c['median_wall_s']:.3f}",
+                         "-" if c.get("median_typed_scan_s") is None else f"{c['median_typed_scan_s']:.3f}"])
         rows.append(None)
     widths = [max(len(h), *(len(r[i]) for r in rows if r)) for i, h in enumerate(headers)]
     line = "  ".join(h.rjust(w) if i != 1 else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths)))
@@ -341,6 +386,13 @@ def print_table(results, contenders):
             parts.append(f"vs {name}: {r['throughput']:.2f}x throughput, RSS {r['rss']:.2f}x")
         if parts:
             print(f"  {size['records']:>12,} records  " + "   ".join(parts))
+    for size in results:
+        v, t = size["contenders"].get("ours"), size["contenders"].get("ours_tables")
+        if v and t:
+            print(f"  {size['records']:>12,} records  typed output: tables write at "
+                  f"{t['records_per_s'] / v['records_per_s']:.2f}x the throughput of views; a full scan of the "
+                  f"typed relations takes {t['median_typed_scan_s']:.3f} s (tables) vs "
+                  f"{v['median_typed_scan_s']:.3f} s (views)")
     ours_rss = [(s["records"], s["contenders"]["ours"]["median_peak_rss_mib"])
                 for s in results if "ours" in s["contenders"]]
     if len(ours_rss) > 1:
@@ -349,6 +401,7 @@ def print_table(results, contenders):
     print("medians over repeats. time s = what records/s and MB/s use: the whole child process for ours;")
     print("for the Python baselines the time inside the process (connect to close), without interpreter")
     print("start-up. wall s = whole child process for all. per_row loads only a capped prefix.")
+    print("typed scan s = reading every typed relation whole after the sync (views type the JSON at query time).")
 
 
 # ---------------------------------------------------------------- main
@@ -371,6 +424,8 @@ def main():
                     help="duckdb_bulk: 'stage' reads the file once into a temp table then splits it by stream; "
                          "'scan' runs one streaming read_ndjson pass per stream (default stage)")
     ap.add_argument("--keep-db", action="store_true", help="keep the databases written (default: deleted after checking)")
+    ap.add_argument("--mode", default="append", choices=["append", "append_dedup"],
+                    help="destination_sync_mode of the generated catalog (default append)")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny run for CI: 3000 records with a state every 500, repeat 1, per-row cap 1000")
     args = ap.parse_args()
@@ -402,7 +457,7 @@ def main():
 
     results = []
     for n in sizes:
-        msgs, cat, info = ensure_input(work, n, args.seed, args.state_every)
+        msgs, cat, info = ensure_input(work, n, args.seed, args.state_every, args.mode)
         cap = min(n, args.per_row_cap)
         if "per_row" in contenders:
             pr_msgs, pr_cat, pr_info = ensure_input(work, cap, args.seed, args.state_every) if cap < n else (msgs, cat, info)
@@ -415,8 +470,8 @@ def main():
             for c in contenders:
                 tag = f"n{n}-r{i}"
                 log(f"{n} records, repeat {i + 1}/{args.repeat}: {c}")
-                if c == "ours":
-                    r = run_ours(args, run_dir, tag, msgs, cat, info)
+                if c in TYPED:
+                    r = run_ours(args, run_dir, tag, msgs, cat, info, c)
                 elif c == "duckdb_bulk":
                     r = run_baseline(args, c, run_dir, tag, msgs, cat, info, ["--method", args.bulk_method])
                 else:
@@ -446,7 +501,7 @@ def main():
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.datetime.now().isoformat(timespec="seconds"),
         "settings": {"sizes": sizes, "repeat": args.repeat, "seed": args.seed, "state_every": args.state_every, "per_row_cap": args.per_row_cap,
-                     "bulk_method": args.bulk_method, "contenders": contenders, "smoke": args.smoke},
+                     "bulk_method": args.bulk_method, "contenders": contenders, "smoke": args.smoke, "mode": args.mode},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "duckdb_python": duckdb.__version__},
         "ours": {"bin": args.bin, "version": bin_version, "git": git_rev},

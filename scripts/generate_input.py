@@ -18,6 +18,30 @@ WORDS = ["alpha", "Grüße", "naïve", "東京", "emoji 😀", "tab\there", "quo
          "line\nbreak", "sep\u2028", "plain", "data", "engineer", "duck"]
 
 
+def schema(stream):
+    """The stream's JSON schema, as a source would declare it: the typed
+    relations get one column per property."""
+    props = {
+        "id": {"type": "integer"},
+        "updated_at": {"type": "string", "format": "date-time", "airbyte_type": "timestamp_with_timezone"},
+        "name": {"type": ["null", "string"]},
+        "score": {"type": "number"},
+        "active": {"type": "boolean"},
+        "nothing": {"type": ["null", "string"]},
+        "big": {"type": "number"},
+    }
+    if stream == "users":
+        props["address"] = {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": "string"}}}
+        props["tags"] = {"type": "array", "items": {"type": "string"}}
+    elif stream == "purchases":
+        props["items"] = {"type": "array", "items": {"type": "object"}}
+        props["user_id"] = {"type": "integer"}
+    else:
+        props["description"] = {"type": "string"}
+        props["dims"] = {"type": "array", "items": {"type": "integer"}}
+    return {"type": "object", "properties": props}
+
+
 def record(rng, stream, i):
     base = {
         "id": i,
@@ -48,14 +72,14 @@ def main():
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--state-every", type=int, default=5_000)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--mode", default="append", choices=["append", "overwrite"])
+    ap.add_argument("--mode", default="append", choices=["append", "overwrite", "append_dedup"])
     ap.add_argument("--out", required=True, help="messages file ('-' for stdout)")
     ap.add_argument("--catalog", required=True, help="configured catalog file to write")
     a = ap.parse_args()
     rng = random.Random(a.seed)
 
     catalog = {"streams": [{
-        "stream": {"name": s, "json_schema": {"type": "object"}, "supported_sync_modes": ["full_refresh", "incremental"]},
+        "stream": {"name": s, "json_schema": schema(s), "supported_sync_modes": ["full_refresh", "incremental"]},
         "sync_mode": "incremental", "destination_sync_mode": a.mode, "cursor_field": ["updated_at"],
         "primary_key": [["id"]], "generation_id": 1, "minimum_generation_id": 0, "sync_id": 1,
     } for s in STREAMS]}

@@ -364,16 +364,26 @@ impl Query<'_> {
     /// `_airbyte_cursor` and `_airbyte_deleted`.
     fn typed_rows(&self, after: Option<i64>) -> String {
         let s = self.stream;
-        // Level 1: the raw values.
+        // Level 1: the raw values, all properties read in one pass over
+        // each document.
         let mut l1 = vec![
             "rowid AS _airbyte_raw_rowid".to_string(),
             "_airbyte_ab_id, _airbyte_emitted_at, _airbyte_meta, _airbyte_generation_id"
                 .to_string(),
         ];
-        for (i, c) in self.columns.iter().enumerate() {
+        if !self.columns.is_empty() {
+            let pointers: Vec<String> = self
+                .columns
+                .iter()
+                .map(|c| pointer(std::slice::from_ref(&c.property)))
+                .collect();
+            // Three passes in all, however many properties: the values (as
+            // JSON), their text, and their JSON types.
+            let list = pointers.join(", ");
             l1.push(format!(
-                "_airbyte_data -> {} AS _airbyte_v{i}",
-                pointer(std::slice::from_ref(&c.property))
+                "json_extract(_airbyte_data, [{list}]) AS _airbyte_values, \
+                 json_extract_string(_airbyte_data, [{list}]) AS _airbyte_strings, \
+                 json_type(_airbyte_data, [{list}]) AS _airbyte_types"
             ));
         }
         let mut raw_paths: Vec<(usize, &[String])> = Vec::new();
@@ -399,17 +409,30 @@ impl Query<'_> {
             quote(&s.schema),
             quote(&s.table)
         );
-        // Level 2: typed values and their cast errors.
-        let mut l2 = vec!["*".to_string()];
-        for (i, c) in self.columns.iter().enumerate() {
-            let v = format!("_airbyte_v{i}");
-            let value = cast(&v, c.ty);
-            l2.push(format!("{value} AS {}", quote(&c.name)));
-            l2.push(format!(
-                "({v} IS NOT NULL AND json_type({v}) <> 'NULL' AND {value} IS NULL) AS _airbyte_e{i}"
+        let mut l1b = vec!["*".to_string()];
+        for i in 0..self.columns.len() {
+            l1b.push(format!(
+                "_airbyte_values[{n}] AS _airbyte_v{i}, _airbyte_strings[{n}] AS _airbyte_s{i}, \
+                 _airbyte_types[{n}] AS _airbyte_t{i}",
+                n = i + 1
             ));
         }
+        let l1 = format!("SELECT {} FROM ({l1})", l1b.join(", "));
+        // Level 2: typed values.
+        let mut l2 = vec!["*".to_string()];
+        for (i, c) in self.columns.iter().enumerate() {
+            l2.push(format!("{} AS {}", cast(i, c.ty), quote(&c.name)));
+        }
         let l2 = format!("SELECT {} FROM ({l1})", l2.join(", "));
+        // Level 2b: which values did not fit (present, not null, no value).
+        let mut l2b = vec!["*".to_string()];
+        for (i, c) in self.columns.iter().enumerate() {
+            l2b.push(format!(
+                "(_airbyte_t{i} <> 'NULL' AND {} IS NULL) IS TRUE AS _airbyte_e{i}",
+                quote(&c.name)
+            ));
+        }
+        let l2 = format!("SELECT {} FROM ({l2})", l2b.join(", "));
         // Level 3: metadata with the cast errors, keys, cursor, deletes.
         let errors: Vec<String> = self
             .columns
@@ -527,48 +550,68 @@ fn key_sql(k: &KeyExpr) -> String {
     }
 }
 
-/// The SQL that types the JSON value `v` (NULL when the property is
-/// missing) as `ty`; NULL where the value does not fit.
-fn cast(v: &str, ty: ColType) -> String {
-    let t = format!("json_type({v})");
-    let s = format!("({v} ->> '$')");
-    let numeric = format!("{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT', 'VARCHAR')");
-    // An offset at the end of a date-time or time; text without one is UTC.
-    let ts_offset = format!(
-        "regexp_matches({s}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?\\s*([Zz]|[+-][0-9]{{1,2}}(:?[0-9]{{2}})?|UTC|GMT)$')"
+/// The SQL that types property `i` (its JSON value `_airbyte_v<i>`, text
+/// `_airbyte_s<i>` and JSON type `_airbyte_t<i>`, all NULL when the property
+/// is missing) as `ty`; NULL where the value does not fit.
+fn cast(i: usize, ty: ColType) -> String {
+    let v = format!("_airbyte_v{i}");
+    let t = format!("_airbyte_t{i}");
+    let s = format!("_airbyte_s{i}");
+    let json_number = format!("{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')");
+    // Numeric text: DuckDB's casts also take digit separators (`1_000`),
+    // which no JSON source means as a number.
+    let numeric_text = format!("{t} = 'VARCHAR' AND NOT contains({s}, '_')");
+    // Date-times and times, normalized for DuckDB's parser: a `Z`, `UTC` or
+    // `GMT` suffix becomes `+00`, a `T`/`t` between date and time a space.
+    let n = format!(
+        "regexp_replace(regexp_replace(trim({s}), '\\s*([Zz]|UTC|GMT)$', '+00'), \
+         '^([0-9]{{4,}}-[0-9]{{2}}-[0-9]{{2}})[Tt ]\\s*', '\\1 ')"
     );
-    let time_offset = format!("regexp_matches({s}, '([Zz]|[+-][0-9]{{1,2}}(:?[0-9]{{2}})?)$')");
+    let offset = "\\s*[+-][0-9]{1,2}(:?[0-9]{2})?$";
+    let is_string = format!("{t} = 'VARCHAR'");
     match ty {
-        ColType::Varchar => {
-            format!("CASE WHEN {t} = 'VARCHAR' THEN {s} WHEN {t} <> 'NULL' THEN {v}::VARCHAR END")
-        }
+        // Non-strings as their JSON text.
+        ColType::Varchar => format!("CASE WHEN {t} <> 'NULL' THEN {s} END"),
         ColType::Boolean => format!(
-            "CASE WHEN {t} = 'BOOLEAN' THEN {s} = 'true' WHEN {t} = 'VARCHAR' THEN \
+            "CASE WHEN {t} = 'BOOLEAN' THEN {s} = 'true' WHEN {is_string} THEN \
              CASE lower(trim({s})) WHEN 'true' THEN true WHEN 'false' THEN false END END"
         ),
         ColType::Bigint => {
             let d = format!("TRY_CAST({s} AS DOUBLE)");
             format!(
-                "CASE WHEN {numeric} THEN CASE \
+                "CASE WHEN {json_number} OR ({numeric_text}) THEN CASE \
                  WHEN regexp_full_match(trim({s}), '[+-]?[0-9]+') THEN TRY_CAST(trim({s}) AS BIGINT) \
-                 WHEN {d} = trunc({d}) AND abs({d}) < 9.2e18 THEN CAST({d} AS BIGINT) END END"
+                 WHEN {d} = trunc({d}) AND abs({d}) < 9.223372036854775807e18 THEN CAST({d} AS BIGINT) END END"
             )
         }
-        ColType::Double => format!("CASE WHEN {numeric} THEN TRY_CAST(trim({s}) AS DOUBLE) END"),
-        ColType::Date => format!("CASE WHEN {t} = 'VARCHAR' THEN TRY_CAST(trim({s}) AS DATE) END"),
-        ColType::Timestamp => {
-            format!("CASE WHEN {t} = 'VARCHAR' THEN TRY_CAST(trim({s}) AS TIMESTAMP) END")
-        }
-        ColType::Timestamptz => format!(
-            "CASE WHEN {t} = 'VARCHAR' THEN CASE WHEN {ts_offset} \
-             THEN TRY_CAST(trim({s}) AS TIMESTAMP WITH TIME ZONE) \
-             ELSE TRY_CAST(TRY_CAST(trim({s}) AS TIMESTAMP)::VARCHAR || '+00' AS TIMESTAMP WITH TIME ZONE) END END"
+        // A JSON number beyond DOUBLE's range (`1e400`) does not fit; the
+        // strings "NaN" and "Infinity" are how sources send those values.
+        ColType::Double => format!(
+            "CASE WHEN {json_number} THEN CASE WHEN isinf(TRY_CAST({s} AS DOUBLE)) THEN NULL \
+             ELSE TRY_CAST({s} AS DOUBLE) END \
+             WHEN {numeric_text} THEN TRY_CAST(trim({s}) AS DOUBLE) END"
         ),
-        ColType::Time => format!("CASE WHEN {t} = 'VARCHAR' THEN TRY_CAST(trim({s}) AS TIME) END"),
+        ColType::Date => format!("CASE WHEN {is_string} THEN TRY_CAST(trim({s}) AS DATE) END"),
+        ColType::Timestamp => {
+            format!("CASE WHEN {is_string} THEN TRY_CAST({n} AS TIMESTAMP) END")
+        }
+        // Text without an offset is UTC, whatever the reading session's
+        // time zone: the offset is added before the cast.
+        ColType::Timestamptz => {
+            let local = format!("TRY_CAST({n} AS TIMESTAMP)");
+            format!(
+                "CASE WHEN {is_string} THEN CASE \
+                 WHEN regexp_matches({n}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?{offset}') \
+                 THEN TRY_CAST({n} AS TIMESTAMP WITH TIME ZONE) \
+                 WHEN isinf({local}) THEN CAST({local} AS TIMESTAMP WITH TIME ZONE) \
+                 ELSE TRY_CAST({local}::VARCHAR || '+00' AS TIMESTAMP WITH TIME ZONE) END END"
+            )
+        }
+        ColType::Time => format!("CASE WHEN {is_string} THEN TRY_CAST({n} AS TIME) END"),
         ColType::Timetz => format!(
-            "CASE WHEN {t} = 'VARCHAR' THEN CASE WHEN {time_offset} \
-             THEN TRY_CAST(trim({s}) AS TIME WITH TIME ZONE) \
-             ELSE TRY_CAST(TRY_CAST(trim({s}) AS TIME)::VARCHAR || '+00' AS TIME WITH TIME ZONE) END END"
+            "CASE WHEN {is_string} THEN CASE WHEN regexp_matches({n}, '{offset}') \
+             THEN TRY_CAST({n} AS TIME WITH TIME ZONE) \
+             ELSE TRY_CAST(TRY_CAST({n} AS TIME)::VARCHAR || '+00' AS TIME WITH TIME ZONE) END END"
         ),
         ColType::Json => format!("CASE WHEN {t} <> 'NULL' THEN {v} END"),
         ColType::JsonObject => format!("CASE WHEN {t} = 'OBJECT' THEN {v} END"),
