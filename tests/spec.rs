@@ -134,6 +134,7 @@ fn full_config(destination_path: &str) -> Value {
         "threads": 2,
         "batch_size_mb": 16,
         "progress_interval_seconds": 30,
+        "typed_output": "tables",
     })
 }
 
@@ -157,6 +158,10 @@ fn invalid_configs() -> Vec<(&'static str, Value)> {
         (
             "memory_limit lots",
             json!({"destination_path": "/tmp/x.duckdb", "memory_limit": "lots"}),
+        ),
+        (
+            "typed_output materialized",
+            json!({"destination_path": "/tmp/x.duckdb", "typed_output": "materialized"}),
         ),
     ]
 }
