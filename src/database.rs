@@ -64,7 +64,13 @@ fn open_file(path: &Path, storage_version: &str, options: &[(&str, &str)]) -> Re
     let path_text = path.to_str().ok_or_else(|| {
         Failure::config(format!("`destination_path` `{label}` is not valid UTF-8"))
     })?;
-    let session = Session::open(":memory:", options).context("starting DuckDB")?;
+    // Spill files (large sorts, such as building a deduplicated typed table
+    // under `memory_limit`) go beside the database, as DuckDB does for a
+    // file it opens itself, not into the working directory.
+    let temp_directory = format!("{path_text}.tmp");
+    let mut options = options.to_vec();
+    options.push(("temp_directory", &temp_directory));
+    let session = Session::open(":memory:", &options).context("starting DuckDB")?;
     let is_new = std::fs::metadata(path)
         .map(|m| m.len() == 0)
         .unwrap_or(true);

@@ -3,6 +3,8 @@
 //! and nested keys, cursor ties, NULL cursors, CDC deletes, schema changes
 //! between syncs, and both `typed_output` modes.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 use crate::util::*;
@@ -762,4 +764,89 @@ fn append_dedup_needs_a_primary_key() {
         "{error}"
     );
     assert!(!h.db_path().exists() || h.count("main._airbyte_raw_kv") == 0);
+}
+
+#[test]
+fn sigkill_during_a_table_refresh_keeps_the_previous_table() {
+    // The refresh runs after the last state is echoed and the summary
+    // logged; a kill there must leave the previous typed table (one
+    // transaction) and the next sync must catch it up.
+    let h = harness("tables");
+    h.write_catalog(&json!({"streams": [
+        dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
+    ]}));
+    let first: Vec<String> = (0..3)
+        .map(|a| {
+            record(
+                "kv",
+                1,
+                &format!(r#"{{"a":{a},"b":"x","cur":0,"v":"old"}}"#),
+            )
+        })
+        .chain([global_state(1)])
+        .collect();
+    h.write(lines(&first).as_bytes()).assert_ok();
+    assert_eq!(h.count("main.kv"), 3);
+
+    let keys = 50_000;
+    let mut input = String::new();
+    for i in 0..3 * keys {
+        input.push_str(&record(
+            "kv",
+            2,
+            &format!(
+                r#"{{"a":{},"b":"x","cur":{},"v":"v{i}"}}"#,
+                i % keys,
+                1 + i / keys
+            ),
+        ));
+        input.push('\n');
+    }
+    input.push_str(&global_state(2));
+    input.push('\n');
+    let mut live = h.spawn_write();
+    live.send(&input);
+    live.close_stdin();
+    let started = Instant::now();
+    loop {
+        let line = live
+            .next_line(120)
+            .expect("the sync logs its summary before the refresh");
+        let message = line["log"]["message"].as_str().unwrap_or("");
+        if message.starts_with("sync finished") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+    }
+    live.child.kill().unwrap();
+    live.child.wait().unwrap();
+
+    // Every acknowledged raw row is there; the typed table is whole: the
+    // previous one, or (if the kill came late) the refreshed one.
+    assert_eq!(h.count("main._airbyte_raw_kv"), 3 + 3 * keys as i64);
+    let typed = h.count("main.kv");
+    assert!(
+        typed == 3 || typed == keys as i64,
+        "typed table has {typed} rows"
+    );
+    assert_eq!(
+        h.count("duckdb_tables() WHERE table_name LIKE '_airbyte_merge%'"),
+        0,
+        "no work table outlives its transaction"
+    );
+    // The next sync, with no records at all, catches the table up.
+    h.write(lines(&[global_state(3)]).as_bytes()).assert_ok();
+    assert_eq!(
+        rows(
+            &h,
+            "main.kv",
+            "count(*)::VARCHAR, min(cur)::VARCHAR, max(cur)::VARCHAR",
+            "1"
+        ),
+        owned(&[&[&keys.to_string(), "3", "3"]])
+    );
+    assert_eq!(
+        rows(&h, "main.kv", "v", "a LIMIT 2"),
+        owned(&[&["v100000"], &["v100001"]])
+    );
 }
