@@ -263,6 +263,7 @@ SCAN_TYPED = """
 import json, sys, time, duckdb
 db, names = sys.argv[1], json.loads(sys.argv[2])
 con = duckdb.connect(db, read_only=True)
+con.execute("SET enable_progress_bar = false")
 t0 = time.perf_counter()
 typed = {n: con.execute(f'SELECT count(*), sum(hash(t)) FROM main."{n}" t').fetchone()[0] for n in names}
 seconds = time.perf_counter() - t0

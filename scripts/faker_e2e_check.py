@@ -18,7 +18,8 @@ the last echoed state per stream, exactly as echoed.
 full_refresh/overwrite) from `source-faker discover` output.
 
 `tables` opens the DuckDB file read-only with the `duckdb` Python package and
-checks that each `main._airbyte_raw_<stream>` holds exactly the records of the
+checks that each `main._airbyte_raw_<stream>` (and its typed view
+`main.<stream>`, row for row) holds exactly the records of the
 given source outputs (data compared with key order and number spelling kept),
 with the column layout of SPEC §4.
 
@@ -374,6 +375,22 @@ def cmd_tables(a):
             if gen_bad:
                 fails.add("generation", f"main.{table}: {len(gen_bad)} rows have a _airbyte_generation_id "
                                         f"({gen_bad[0]}) though the catalog has none")
+            # The typed view: one row per raw row (append/overwrite), one
+            # column per schema property, and faker's values all fit.
+            props = set((next(s for s in catalog["streams"] if s["stream"]["name"] == name)
+                         ["stream"]["json_schema"].get("properties") or {}))
+            typed_cols = {c for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ? AND column_name NOT LIKE '\\_airbyte\\_%' ESCAPE '\\'",
+                [name]).fetchall()}
+            if typed_cols != props:
+                fails.add("typed", f"main.{name} has columns {sorted(typed_cols)}, the schema {sorted(props)}")
+            n_typed, n_cast_errors = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE _airbyte_meta::VARCHAR LIKE '%DESTINATION_TYPECAST_ERROR%') "
+                f'FROM main."{name}"').fetchone()
+            if n_typed != len(rows) or n_cast_errors:
+                fails.add("typed", f"main.{name} has {n_typed} rows ({n_cast_errors} with typecast errors), "
+                                   f"raw has {len(rows)}")
             got = collections.Counter((canon_text(r[2]), r[1]) for r in rows)
             exp = collections.Counter(want)
             missing = exp - got

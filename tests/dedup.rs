@@ -109,6 +109,27 @@ fn dat_incremental_dedup_two_syncs() {
             .assert_ok();
         assert_eq!(h.count("ns1._airbyte_raw_dat"), 5);
         let special = "a\u{8}b\u{c}c\nd\re\tf`~!@#$%^&*()_+-=[]\\{}|'\",./<>?";
+        // Unchanged by sync 2.
+        let charlie: &[&str] = &[
+            "2",
+            "200",
+            "Charlie",
+            "NULL",
+            "2000-01-01 00:03:00+00",
+            "42",
+            "2023-12-23",
+            "1970-01-01 00:00:01+00",
+        ];
+        let special_row: &[&str] = &[
+            "3",
+            "200",
+            special,
+            "NULL",
+            "2000-01-01 00:04:00+00",
+            "NULL",
+            "NULL",
+            "1970-01-01 00:00:01+00",
+        ];
         assert_eq!(
             rows(&h, "ns1.dat", DAT_COLUMNS, "id1, id2"),
             owned(&[
@@ -132,26 +153,8 @@ fn dat_incremental_dedup_two_syncs() {
                     "NULL",
                     "1970-01-01 00:00:01+00"
                 ],
-                &[
-                    "2",
-                    "200",
-                    "Charlie",
-                    "NULL",
-                    "2000-01-01 00:03:00+00",
-                    "42",
-                    "2023-12-23",
-                    "1970-01-01 00:00:01+00"
-                ],
-                &[
-                    "3",
-                    "200",
-                    special,
-                    "NULL",
-                    "2000-01-01 00:04:00+00",
-                    "NULL",
-                    "NULL",
-                    "1970-01-01 00:00:01+00"
-                ],
+                charlie,
+                special_row,
             ]),
             "{mode}"
         );
@@ -179,26 +182,8 @@ fn dat_incremental_dedup_two_syncs() {
                     "NULL",
                     "1970-01-01 00:00:02+00"
                 ],
-                &[
-                    "2",
-                    "200",
-                    "Charlie",
-                    "NULL",
-                    "2000-01-01 00:03:00+00",
-                    "42",
-                    "2023-12-23",
-                    "1970-01-01 00:00:01+00"
-                ],
-                &[
-                    "3",
-                    "200",
-                    special,
-                    "NULL",
-                    "2000-01-01 00:04:00+00",
-                    "NULL",
-                    "NULL",
-                    "1970-01-01 00:00:01+00"
-                ],
+                charlie,
+                special_row,
             ]),
             "{mode}"
         );
