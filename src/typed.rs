@@ -364,8 +364,7 @@ impl Query<'_> {
     /// `_airbyte_cursor` and `_airbyte_deleted`.
     fn typed_rows(&self, after: Option<i64>) -> String {
         let s = self.stream;
-        // Level 1: the raw values, all properties read in one pass over
-        // each document.
+        // Level 1: the raw values.
         let mut l1 = vec![
             "rowid AS _airbyte_raw_rowid".to_string(),
             "_airbyte_ab_id, _airbyte_emitted_at, _airbyte_meta, _airbyte_generation_id"
