@@ -292,7 +292,7 @@ fn pointer(path: &[String]) -> String {
 }
 
 /// What the typed relation of one stream is and holds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Typed {
     /// The relation's name (unquoted), in the stream's schema.
     pub name: String,
@@ -304,6 +304,9 @@ pub struct Typed {
     /// Highest raw rowid merged into the table, and the raw row count at or
     /// below it then (to detect rowids that moved).
     watermark: Option<(i64, i64)>,
+    /// A hash of the view's SQL, when it is a view: an unchanged view is
+    /// not recreated (binding one costs DuckDB tens of milliseconds).
+    definition: Option<String>,
 }
 
 /// A stream's typed relation, as SQL.
@@ -627,7 +630,9 @@ pub fn create_registry(session: &Session) -> Result<()> {
              (stream_key VARCHAR, schema_name VARCHAR, relation_name VARCHAR, \
               columns VARCHAR, kind VARCHAR, table_columns VARCHAR, \
               watermark BIGINT, watermark_count BIGINT, \
-              updated_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp)"
+              updated_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp, \
+              definition VARCHAR); \
+             ALTER TABLE {REGISTRY_SCHEMA}.{TYPED_REGISTRY} ADD COLUMN IF NOT EXISTS definition VARCHAR"
         ))
         .context("creating the typed relation registry")
 }
@@ -656,13 +661,13 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
     create_registry(session)?;
     let rows = session.query(&format!(
         "SELECT stream_key, lower(schema_name), relation_name, columns, kind, table_columns, \
-         watermark, watermark_count FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY}"
+         watermark, watermark_count, definition FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY}"
     ))?;
     let mut known: HashMap<(String, String), Typed> = HashMap::new();
     // Names no new relation may take, per schema (lowercase).
     let mut taken: HashSet<(String, String)> = HashSet::new();
     for row in rows {
-        let [Some(key), Some(schema), Some(name), columns, kind, table_columns, wm, wm_count] =
+        let [Some(key), Some(schema), Some(name), columns, kind, table_columns, wm, wm_count, definition] =
             &row[..]
         else {
             continue;
@@ -683,6 +688,7 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
                 kind: kind.clone(),
                 table_columns: table_columns.as_deref().and_then(columns_from_json),
                 watermark,
+                definition: definition.clone(),
             },
         );
     }
@@ -697,12 +703,16 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
         }
     }
     // Tables and views someone else made are never replaced.
+    let mut views: HashSet<(String, String)> = HashSet::new();
     for row in session.query(&format!(
-        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
-         UNION ALL SELECT lower(schema_name), lower(view_name) FROM duckdb_views() \
+        "SELECT lower(schema_name), lower(table_name), false FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
+         UNION ALL SELECT lower(schema_name), lower(view_name), true FROM duckdb_views() \
          WHERE database_name = '{CATALOG}' AND NOT internal"
     ))? {
-        if let [Some(schema), Some(name)] = &row[..] {
+        if let [Some(schema), Some(name), Some(is_view)] = &row[..] {
+            if is_view == "true" {
+                views.insert((schema.clone(), name.clone()));
+            }
             taken.insert((schema.clone(), name.clone()));
         }
     }
@@ -712,27 +722,37 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
         (&streams[a].namespace, &streams[a].name).cmp(&(&streams[b].namespace, &streams[b].name))
     });
     let mut out: Vec<Option<Typed>> = vec![None; streams.len()];
-    for i in order {
-        let s = &streams[i];
-        let key = (stream_key(s), s.schema.to_lowercase());
-        let mut typed = match known.remove(&key) {
-            Some(t) => t,
-            None => {
-                let name = allocate(s, &mut taken);
-                Typed {
-                    name,
-                    columns: Vec::new(),
-                    kind: None,
-                    table_columns: None,
-                    watermark: None,
+    // One transaction for all streams: one commit, however many there are.
+    in_transaction(session, || {
+        for i in order {
+            let s = &streams[i];
+            let key = (stream_key(s), s.schema.to_lowercase());
+            let (mut typed, recorded) = match known.remove(&key) {
+                Some(t) => (t.clone(), Some(t)),
+                None => {
+                    let name = allocate(s, &mut taken);
+                    let t = Typed {
+                        name,
+                        columns: Vec::new(),
+                        kind: None,
+                        table_columns: None,
+                        watermark: None,
+                        definition: None,
+                    };
+                    (t, None)
                 }
+            };
+            typed.columns = merge_columns(&typed.columns, &schema_properties(&s.json_schema));
+            let exists = views.contains(&(s.schema.to_lowercase(), typed.name.to_lowercase()));
+            apply(session, s, &mut typed, mode, exists)
+                .with_context(|| format!("preparing the typed relation of stream {}", s.label()))?;
+            if recorded.as_ref() != Some(&typed) {
+                record(session, s, &typed)?;
             }
-        };
-        typed.columns = merge_columns(&typed.columns, &schema_properties(&s.json_schema));
-        apply(session, s, &mut typed, mode)
-            .with_context(|| format!("preparing the typed relation of stream {}", s.label()))?;
-        out[i] = Some(typed);
-    }
+            out[i] = Some(typed);
+        }
+        Ok(())
+    })?;
     Ok(out.into_iter().map(|t| t.expect("every stream")).collect())
 }
 
@@ -789,8 +809,9 @@ fn record(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
         "DELETE FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY} WHERE stream_key = {key} \
          AND lower(schema_name) = lower({schema}); \
          INSERT INTO {REGISTRY_SCHEMA}.{TYPED_REGISTRY} \
-         (stream_key, schema_name, relation_name, columns, kind, table_columns, watermark, watermark_count) \
-         VALUES ({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count})",
+         (stream_key, schema_name, relation_name, columns, kind, table_columns, watermark, \
+          watermark_count, definition) \
+         VALUES ({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count}, {definition})",
         key = literal(&stream_key(s)),
         schema = literal(&s.schema),
         name = literal(&t.name),
@@ -799,6 +820,7 @@ fn record(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
         table_columns = opt(t.table_columns.as_deref().map(columns_to_json)),
         wm = t.watermark.map_or("NULL".to_string(), |w| w.0.to_string()),
         wm_count = t.watermark.map_or("NULL".to_string(), |w| w.1.to_string()),
+        definition = opt(t.definition.clone()),
     ))?;
     Ok(())
 }
@@ -814,39 +836,53 @@ fn in_transaction(session: &Session, work: impl FnOnce() -> Result<()>) -> Resul
     }
 }
 
-fn apply(session: &Session, s: &Stream, t: &mut Typed, mode: TypedOutput) -> Result<()> {
-    let mut next = t.clone();
-    in_transaction(session, || {
-        match mode {
-            TypedOutput::Views => {
-                if next.kind.as_deref() != Some("view") {
-                    drop_existing(session, s, &next)?;
-                }
-                let q = Query {
-                    stream: s,
-                    columns: &next.columns,
-                };
-                session.execute(&format!(
-                    "CREATE OR REPLACE VIEW {} AS {}",
-                    relation(s, &next),
-                    q.relation(None)
-                ))?;
-                next.kind = Some("view".into());
-                next.table_columns = None;
-                next.watermark = None;
+/// Brings one stream's typed relation in line with `mode`, inside the
+/// caller's transaction. `view_exists`: a view of its name is in the
+/// database.
+fn apply(
+    session: &Session,
+    s: &Stream,
+    t: &mut Typed,
+    mode: TypedOutput,
+    view_exists: bool,
+) -> Result<()> {
+    match mode {
+        TypedOutput::Views => {
+            let q = Query {
+                stream: s,
+                columns: &t.columns,
+            };
+            let sql = q.relation(None);
+            let definition = format!("{:016x}", fnv1a64(sql.as_bytes()));
+            if t.kind.as_deref() == Some("view")
+                && t.definition.as_deref() == Some(&definition)
+                && view_exists
+            {
+                return Ok(());
             }
-            // Built at the end of the sync.
-            TypedOutput::Tables => {}
-            TypedOutput::Off => {
-                drop_existing(session, s, &next)?;
-                next.kind = None;
-                next.table_columns = None;
-                next.watermark = None;
+            if t.kind.as_deref() != Some("view") {
+                drop_existing(session, s, t)?;
             }
+            session.execute(&format!(
+                "CREATE OR REPLACE VIEW {} AS {sql}",
+                relation(s, t)
+            ))?;
+            tracing::info!(stream = %s.label(), view = %relation(s, t), "typed view created");
+            t.kind = Some("view".into());
+            t.definition = Some(definition);
+            t.table_columns = None;
+            t.watermark = None;
         }
-        record(session, s, &next)
-    })?;
-    *t = next;
+        // Built at the end of the sync.
+        TypedOutput::Tables => {}
+        TypedOutput::Off => {
+            drop_existing(session, s, t)?;
+            t.kind = None;
+            t.definition = None;
+            t.table_columns = None;
+            t.watermark = None;
+        }
+    }
     Ok(())
 }
 
@@ -912,6 +948,7 @@ pub fn materialise(
             }
         }
         next.kind = Some("table".into());
+        next.definition = None;
         next.table_columns = Some(next.columns.clone());
         // Rows at or below the watermark now: all of them.
         next.watermark = Some((max_rowid, count));

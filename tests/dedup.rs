@@ -835,3 +835,51 @@ fn sigkill_during_a_table_refresh_keeps_the_previous_table() {
         owned(&[&["v100000"], &["v100001"]])
     );
 }
+
+#[test]
+fn unchanged_views_are_left_alone_and_missing_ones_recreated() {
+    // Creating a view costs DuckDB tens of milliseconds of parsing; a sync
+    // whose streams did not change must not pay it again.
+    let h = harness("views");
+    h.write_catalog(&json!({"streams": [
+        dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
+    ]}));
+    // Whether the sync (re)created the view.
+    let sync = |n: i64| -> bool {
+        let input = lines(&[
+            record("kv", n, &format!(r#"{{"a":{n},"b":"x","cur":1}}"#)),
+            global_state(n),
+        ]);
+        let run = h.write(input.as_bytes());
+        run.assert_ok();
+        run.stderr.contains("typed view created")
+    };
+    let recorded = || {
+        h.strings("SELECT updated_at::VARCHAR, definition FROM _airbyte_internal.typed_relations")
+    };
+    assert!(sync(1));
+    let first = recorded();
+    assert!(!sync(2), "an unchanged view was recreated");
+    assert_eq!(recorded(), first);
+    assert_eq!(h.count("main.kv"), 2);
+    // Dropped by hand: the next sync puts it back.
+    {
+        let conn = duckdb::Connection::open(h.db_path()).unwrap();
+        conn.execute_batch("DROP VIEW main.kv").unwrap();
+    }
+    assert!(sync(3));
+    assert_eq!(h.count("main.kv"), 3);
+    // A new property changes the definition: replaced, with the column.
+    let mut catalog = json!({"streams": [
+        dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
+    ]});
+    catalog["streams"][0]["stream"]["json_schema"]["properties"]["extra"] =
+        json!({"type": "string"});
+    h.write_catalog(&catalog);
+    assert!(sync(4));
+    assert_ne!(recorded()[0][1], first[0][1]);
+    assert_eq!(
+        rows(&h, "main.kv", "count(extra)::VARCHAR", "1"),
+        owned(&[&["0"]])
+    );
+}

@@ -328,11 +328,12 @@ fn table_exists(session: &Session, schema: &str, table: &str) -> Result<bool> {
 /// official Python connector have only the first three columns; the rest
 /// are added. Nothing is ever dropped.
 fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
+    // pragma_table_info reads one table; duckdb_columns() would list every
+    // column of every table and view, for each stream (quadratic in the
+    // catalog: 500 streams took seconds).
     let rows = session.query(&format!(
-        "SELECT lower(column_name) FROM duckdb_columns() WHERE database_name = '{CATALOG}' \
-         AND lower(schema_name) = lower({}) AND lower(table_name) = lower({})",
-        crate::names::literal(schema),
-        crate::names::literal(table)
+        "SELECT lower(name) FROM pragma_table_info({})",
+        crate::names::literal(&format!("{}.{}", quote(schema), quote(table)))
     ))?;
     let present: Vec<String> = rows
         .into_iter()
