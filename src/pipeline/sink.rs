@@ -8,6 +8,8 @@
 //! table's contents in a transaction of their own when it completes
 //! ([`Sink::finish_truncate`]).
 
+use std::collections::HashSet;
+
 use anyhow::{bail, Context, Result};
 
 use crate::catalog::{Catalog, Stream, WriteMode};
@@ -60,9 +62,10 @@ impl<'s> Sink<'s> {
     pub fn prepare(session: &'s Session, catalog: &Catalog) -> Result<Sink<'s>> {
         let mut streams = catalog.streams.clone();
         tables::assign(session, &mut streams)?;
+        let existing = existing_tables(session)?;
         let mut targets = Vec::with_capacity(streams.len());
         for stream in &streams {
-            prepare_stream(session, stream)
+            prepare_stream(session, stream, &existing)
                 .with_context(|| format!("preparing the table of stream {}", stream.label()))?;
             let sync_id = stream.sync_id.map_or("null".to_string(), |s| s.to_string());
             targets.push(Target {
@@ -278,7 +281,11 @@ impl<'s> Sink<'s> {
     }
 }
 
-fn prepare_stream(session: &Session, s: &Stream) -> Result<()> {
+fn prepare_stream(
+    session: &Session,
+    s: &Stream,
+    existing: &HashSet<(String, String)>,
+) -> Result<()> {
     let schema = quote(&s.schema);
     session.execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
     session.execute(&format!(
@@ -290,7 +297,7 @@ fn prepare_stream(session: &Session, s: &Stream) -> Result<()> {
         let staging = quote(&s.staging_table);
         let keep = match (
             s.generation_id,
-            table_exists(session, &s.schema, &s.staging_table)?,
+            existing.contains(&(s.schema.to_lowercase(), s.staging_table.to_lowercase())),
         ) {
             (Some(generation), true) => {
                 // A retry of the same generation keeps the rows an earlier
@@ -314,14 +321,19 @@ fn prepare_stream(session: &Session, s: &Stream) -> Result<()> {
     Ok(())
 }
 
-fn table_exists(session: &Session, schema: &str, table: &str) -> Result<bool> {
-    let n = session.query_value(&format!(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
-         AND lower(schema_name) = lower({}) AND lower(table_name) = lower({})",
-        crate::names::literal(schema),
-        crate::names::literal(table)
+/// Every table of the destination, (schema, table) in lowercase: read once,
+/// as duckdb_tables() lists the whole catalog each time it is called.
+fn existing_tables(session: &Session) -> Result<HashSet<(String, String)>> {
+    let rows = session.query(&format!(
+        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}'"
     ))?;
-    Ok(n.as_deref() != Some("0"))
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match &r[..] {
+            [Some(schema), Some(table)] => Some((schema.clone(), table.clone())),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Makes an existing table fit the raw layout: tables written by the
