@@ -144,6 +144,19 @@ impl Session {
         }
     }
 
+    /// The first two columns of every row, for rows where both are not
+    /// NULL: a set of name pairs such as (schema, table).
+    pub fn query_pairs(&self, sql: &str) -> Result<std::collections::HashSet<(String, String)>> {
+        Ok(self
+            .query(sql)?
+            .into_iter()
+            .filter_map(|r| match &r[..] {
+                [Some(a), Some(b), ..] => Some((a.clone(), b.clone())),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The first column of the first row, as text.
     pub fn query_value(&self, sql: &str) -> Result<Option<String>> {
         Ok(self

@@ -641,16 +641,9 @@ pub fn create_registry(session: &Session) -> Result<()> {
 /// tables never take them.
 pub fn recorded_names(session: &Session) -> Result<HashSet<(String, String)>> {
     create_registry(session)?;
-    let rows = session.query(&format!(
+    Ok(session.query_pairs(&format!(
         "SELECT lower(schema_name), lower(relation_name) FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY}"
-    ))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| match &r[..] {
-            [Some(s), Some(n)] => Some((s.clone(), n.clone())),
-            _ => None,
-        })
-        .collect())
+    ))?)
 }
 
 /// Resolves every stream's typed relation (name and columns), records it,

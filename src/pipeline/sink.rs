@@ -324,16 +324,9 @@ fn prepare_stream(
 /// Every table of the destination, (schema, table) in lowercase: read once,
 /// as duckdb_tables() lists the whole catalog each time it is called.
 fn existing_tables(session: &Session) -> Result<HashSet<(String, String)>> {
-    let rows = session.query(&format!(
+    Ok(session.query_pairs(&format!(
         "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}'"
-    ))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| match &r[..] {
-            [Some(schema), Some(table)] => Some((schema.clone(), table.clone())),
-            _ => None,
-        })
-        .collect())
+    ))?)
 }
 
 /// Makes an existing table fit the raw layout: tables written by the
