@@ -780,10 +780,19 @@ fn relation(s: &Stream, t: &Typed) -> String {
 /// CDC delete (that row, typed), so that a later row only brings a key back
 /// if it beats the delete.
 fn tombstones(s: &Stream, t: &Typed) -> String {
-    format!(
-        "{REGISTRY_SCHEMA}.{}",
-        quote(&format!("deleted__{}__{}", s.schema, t.name))
-    )
+    format!("{REGISTRY_SCHEMA}.{}", quote(&tombstone_name(s, t)))
+}
+
+fn tombstone_name(s: &Stream, t: &Typed) -> String {
+    format!("deleted__{}__{}", s.schema, t.name)
+}
+
+/// Every table of the destination, (schema, table) in lowercase, for
+/// [`materialise`] to notice typed tables dropped by hand.
+pub fn existing_tables(session: &Session) -> Result<HashSet<(String, String)>> {
+    Ok(session.query_pairs(&format!(
+        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}'"
+    ))?)
 }
 
 fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
@@ -888,6 +897,7 @@ pub fn materialise(
     s: &Stream,
     t: &mut Typed,
     rebuild: bool,
+    tables: &HashSet<(String, String)>,
 ) -> Result<&'static str> {
     let mut next = t.clone();
     let columns = next.columns.clone();
@@ -912,7 +922,15 @@ pub fn materialise(
             };
             (get(0), get(1), get(2))
         };
+        // A table (or its tombstones) dropped by hand is rebuilt.
+        let present = tables.contains(&(s.schema.to_lowercase(), next.name.to_lowercase()))
+            && (!s.dedup
+                || tables.contains(&(
+                    REGISTRY_SCHEMA.to_string(),
+                    tombstone_name(s, &next).to_lowercase(),
+                )));
         let full = rebuild
+            || !present
             || next.kind.as_deref() != Some("table")
             || next.table_columns.as_deref() != Some(&next.columns[..])
             || next.watermark.is_none_or(|(_, c)| c != below)

@@ -883,3 +883,43 @@ fn unchanged_views_are_left_alone_and_missing_ones_recreated() {
         owned(&[&["0"]])
     );
 }
+
+#[test]
+fn typed_tables_dropped_by_hand_are_rebuilt() {
+    let h = harness("tables");
+    h.write_catalog(&json!({"streams": [
+        dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
+    ]}));
+    let sync = |n: i64| {
+        let input = lines(&[
+            record("kv", n, &format!(r#"{{"a":{n},"b":"x","cur":1}}"#)),
+            record(
+                "kv",
+                n,
+                r#"{"a":0,"b":"x","cur":0,"_ab_cdc_deleted_at":"2020-01-01T00:00:00Z"}"#,
+            ),
+            global_state(n),
+        ]);
+        let run = h.write(input.as_bytes());
+        run.assert_ok();
+        run
+    };
+    sync(1);
+    for drop in [
+        "DROP TABLE main.kv",
+        "DROP TABLE _airbyte_internal.deleted__main__kv",
+    ] {
+        {
+            let conn = duckdb::Connection::open(h.db_path()).unwrap();
+            conn.execute_batch(drop).unwrap();
+        }
+        let n = h.count("main._airbyte_raw_kv") / 2 + 1;
+        let run = sync(n);
+        assert!(
+            run.stderr.contains(r#"how="rebuilt""#),
+            "{drop}: {}",
+            run.stderr
+        );
+        assert_eq!(h.count("main.kv"), n, "{drop}");
+    }
+}

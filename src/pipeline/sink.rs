@@ -62,7 +62,8 @@ impl<'s> Sink<'s> {
     pub fn prepare(session: &'s Session, catalog: &Catalog) -> Result<Sink<'s>> {
         let mut streams = catalog.streams.clone();
         tables::assign(session, &mut streams)?;
-        let existing = existing_tables(session)?;
+        // Read once: duckdb_tables() walks the whole catalog at each call.
+        let existing = crate::typed::existing_tables(session)?;
         let mut targets = Vec::with_capacity(streams.len());
         for stream in &streams {
             prepare_stream(session, stream, &existing)
@@ -319,14 +320,6 @@ fn prepare_stream(
         }
     }
     Ok(())
-}
-
-/// Every table of the destination, (schema, table) in lowercase: read once,
-/// as duckdb_tables() lists the whole catalog each time it is called.
-fn existing_tables(session: &Session) -> Result<HashSet<(String, String)>> {
-    Ok(session.query_pairs(&format!(
-        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}'"
-    ))?)
 }
 
 /// Makes an existing table fit the raw layout: tables written by the
