@@ -388,13 +388,8 @@ impl Query<'_> {
                  json_type(_airbyte_data, [{list}]) AS _airbyte_types"
             ));
         }
-        let mut raw_paths: Vec<(usize, &[String])> = Vec::new();
         for (k, path) in self.keys().into_iter().chain(self.cursor()) {
-            if let KeyExpr::Raw(slot) = k {
-                raw_paths.push((slot, path));
-            }
-        }
-        for (slot, path) in &raw_paths {
+            let KeyExpr::Raw(slot) = k else { continue };
             l1.push(format!(
                 "_airbyte_data ->> {} AS _airbyte_r{slot}",
                 if path.iter().any(|p| p.contains('\0')) {
@@ -521,26 +516,26 @@ impl Query<'_> {
     /// The typed relation: every raw row typed, or for `append_dedup` the
     /// latest row per key (by cursor, then emission time, then arrival),
     /// without keys whose latest row is a CDC delete.
-    fn relation(&self, after: Option<i64>) -> String {
+    fn relation(&self) -> String {
+        let out = self.output_columns();
+        let rows = self.typed_rows(None);
         if !self.stream.dedup {
-            let rows = self.typed_rows(after);
-            return format!("SELECT {} FROM ({rows})", self.output_columns());
+            return format!("SELECT {out} FROM ({rows})");
         }
-        self.winners(after, false)
+        format!(
+            "SELECT {out} FROM ({}) WHERE NOT _airbyte_deleted",
+            self.latest(&rows, "_airbyte_raw_rowid")
+        )
     }
 
-    /// The latest row of each key: those that are not CDC deletes, or (with
-    /// `deleted`) those that are.
-    fn winners(&self, after: Option<i64>, deleted: bool) -> String {
+    /// The latest row of each key among `rows` (which carry the key,
+    /// cursor and delete helper columns), ties going to the highest `seq`.
+    fn latest(&self, rows: &str, seq: &str) -> String {
         format!(
-            "SELECT {out} FROM (SELECT *, row_number() OVER (PARTITION BY {} ORDER BY {}) \
-             AS _airbyte_row_number FROM ({rows})) \
-             WHERE _airbyte_row_number = 1 AND {}_airbyte_deleted",
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {} ORDER BY {}) \
+             AS _airbyte_row_number FROM ({rows})) WHERE _airbyte_row_number = 1",
             self.partition_by(),
-            self.order_by("_airbyte_raw_rowid"),
-            if deleted { "" } else { "NOT " },
-            out = self.output_columns(),
-            rows = self.typed_rows(after),
+            self.order_by(seq),
         )
     }
 }
@@ -854,7 +849,7 @@ fn apply(
                 stream: s,
                 columns: &t.columns,
             };
-            let sql = q.relation(None);
+            let sql = q.relation();
             let definition = format!("{:016x}", fnv1a64(sql.as_bytes()));
             if t.kind.as_deref() == Some("view")
                 && t.definition.as_deref() == Some(&definition)
@@ -935,24 +930,23 @@ pub fn materialise(
             || next.table_columns.as_deref() != Some(&next.columns[..])
             || next.watermark.is_none_or(|(_, c)| c != below)
             || (s.dedup && !q.keys_are_columns());
+        let out = q.output_columns();
         if full {
             drop_existing(session, s, &next)?;
-            session.execute(&format!("CREATE TABLE {rel} AS {}", q.relation(None)))?;
+            let rows = q.typed_rows(None);
             if s.dedup {
-                session.execute(&format!(
-                    "CREATE TABLE {} AS {}",
-                    tombstones(s, &next),
-                    q.winners(None, true)
-                ))?;
+                let latest = q.latest(&rows, "_airbyte_raw_rowid");
+                store_latest(session, &q, &latest, &rel, &tombstones(s, &next), true)?;
+            } else {
+                session.execute(&format!("CREATE TABLE {rel} AS SELECT {out} FROM ({rows})"))?;
             }
         } else {
             let after = next.watermark.map(|w| w.0);
             how = if s.dedup { "merged" } else { "appended" };
             if !s.dedup {
                 session.execute(&format!(
-                    "INSERT INTO {rel} ({cols}) {}",
-                    q.relation(after),
-                    cols = q.output_columns()
+                    "INSERT INTO {rel} ({out}) SELECT {out} FROM ({})",
+                    q.typed_rows(after)
                 ))?;
             } else {
                 merge(session, &q, &rel, &tombstones(s, &next), after)?;
@@ -998,16 +992,6 @@ fn merge(
         .join(", ");
     let cursor = q.cursor().map_or("NULL".to_string(), |(k, _)| key_sql(&k));
     let matching = format!("EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key})");
-    let winners = |deleted: &str| {
-        format!(
-            "SELECT {out} FROM (SELECT *, row_number() OVER \
-             (PARTITION BY {partition} ORDER BY {order}) AS _airbyte_row_number \
-             FROM (SELECT *, {key_aliases}, {cursor} AS _airbyte_cursor FROM {work_all})) \
-             WHERE _airbyte_row_number = 1 AND {deleted}_airbyte_deleted",
-            partition = q.partition_by(),
-            order = q.order_by("_airbyte_seq"),
-        )
-    };
     session.execute(&format!(
         "CREATE OR REPLACE TABLE {work_new} AS SELECT {out}, _airbyte_deleted, \
          _airbyte_raw_rowid AS _airbyte_seq FROM ({rows}); \
@@ -1016,13 +1000,44 @@ fn merge(
          SELECT {out}, false, -1 FROM {rel} t WHERE {matching} UNION ALL \
          SELECT {out}, true, -1 FROM {tombs} t WHERE {matching}; \
          DELETE FROM {rel} t WHERE {matching}; \
-         DELETE FROM {tombs} t WHERE {matching}; \
-         INSERT INTO {rel} ({out}) {live}; \
-         INSERT INTO {tombs} ({out}) {dead}; \
-         DROP TABLE {work_new}; DROP TABLE {work_all}",
+         DELETE FROM {tombs} t WHERE {matching}",
         rows = q.typed_rows(after),
-        live = winners("NOT "),
-        dead = winners(""),
+    ))?;
+    let latest = q.latest(
+        &format!("SELECT *, {key_aliases}, {cursor} AS _airbyte_cursor FROM {work_all}"),
+        "_airbyte_seq",
+    );
+    store_latest(session, q, &latest, rel, tombs, false)?;
+    session.execute(&format!("DROP TABLE {work_new}; DROP TABLE {work_all}"))?;
+    Ok(())
+}
+
+/// Computes `latest` (one row per key) once into a work table, then puts
+/// the live rows into `rel` and the CDC deletes into `tombs`, creating
+/// them (`create`) or adding to them.
+fn store_latest(
+    session: &Session,
+    q: &Query<'_>,
+    latest: &str,
+    rel: &str,
+    tombs: &str,
+    create: bool,
+) -> Result<()> {
+    let work = format!("{REGISTRY_SCHEMA}._airbyte_merge_latest");
+    let out = q.output_columns();
+    let put = |target: &str, which: &str| {
+        let select = format!("SELECT {out} FROM {work} WHERE {which}_airbyte_deleted");
+        if create {
+            format!("CREATE TABLE {target} AS {select}")
+        } else {
+            format!("INSERT INTO {target} ({out}) {select}")
+        }
+    };
+    session.execute(&format!(
+        "CREATE OR REPLACE TABLE {work} AS SELECT {out}, _airbyte_deleted FROM ({latest}); \
+         {}; {}; DROP TABLE {work}",
+        put(rel, "NOT "),
+        put(tombs, ""),
     ))?;
     Ok(())
 }
