@@ -18,6 +18,15 @@ use crate::names::literal;
 /// The name the destination database is attached under.
 pub const CATALOG: &str = "destination";
 
+/// Every table of the destination, (schema, table) in lowercase. Read it
+/// once where it is needed for many streams: duckdb_tables() walks the
+/// whole catalog at each call.
+pub fn existing_tables(session: &Session) -> Result<std::collections::HashSet<(String, String)>> {
+    Ok(session.query_pairs(&format!(
+        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}'"
+    ))?)
+}
+
 /// An open destination database.
 pub struct Database {
     pub session: Session,

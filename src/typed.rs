@@ -680,15 +680,13 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
             },
         );
     }
-    for row in session.query(&format!(
+    for (schema, table) in session.query_pairs(&format!(
         "SELECT lower(schema_name), lower(table_name) FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
     ))? {
-        if let [Some(schema), Some(table)] = &row[..] {
-            taken.insert((schema.clone(), table.clone()));
-            if let Some(rest) = table.strip_prefix(RAW_PREFIX) {
-                taken.insert((schema.clone(), format!("{STAGING_PREFIX}{rest}")));
-            }
+        if let Some(rest) = table.strip_prefix(RAW_PREFIX) {
+            taken.insert((schema.clone(), format!("{STAGING_PREFIX}{rest}")));
         }
+        taken.insert((schema, table));
     }
     // Tables and views someone else made are never replaced.
     let mut views: HashSet<(String, String)> = HashSet::new();
@@ -780,14 +778,6 @@ fn tombstones(s: &Stream, t: &Typed) -> String {
 
 fn tombstone_name(s: &Stream, t: &Typed) -> String {
     format!("deleted__{}__{}", s.schema, t.name)
-}
-
-/// Every table of the destination, (schema, table) in lowercase, for
-/// [`materialise`] to notice typed tables dropped by hand.
-pub fn existing_tables(session: &Session) -> Result<HashSet<(String, String)>> {
-    Ok(session.query_pairs(&format!(
-        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}'"
-    ))?)
 }
 
 fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {

@@ -109,7 +109,7 @@ pub fn run<W: Write>(
     if config.typed_output == TypedOutput::Tables {
         // States are already echoed: the raw rows are safe whatever happens
         // here, and the next sync catches a table up that this one missed.
-        let tables = typed::existing_tables(&db.session)?;
+        let tables = database::existing_tables(&db.session)?;
         for (stream, t) in sink.streams().iter().zip(typed.iter_mut()) {
             let started = Instant::now();
             let rebuild = stream.mode == WriteMode::Truncate;

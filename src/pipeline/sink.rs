@@ -62,8 +62,7 @@ impl<'s> Sink<'s> {
     pub fn prepare(session: &'s Session, catalog: &Catalog) -> Result<Sink<'s>> {
         let mut streams = catalog.streams.clone();
         tables::assign(session, &mut streams)?;
-        // Read once: duckdb_tables() walks the whole catalog at each call.
-        let existing = crate::typed::existing_tables(session)?;
+        let existing = crate::database::existing_tables(session)?;
         let mut targets = Vec::with_capacity(streams.len());
         for stream in &streams {
             prepare_stream(session, stream, &existing)
