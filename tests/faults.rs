@@ -449,6 +449,101 @@ fn a_full_disk_fails_the_sync_cleanly_and_keeps_acknowledged_rows() {
     drop(mount);
 }
 
+/// Records whose `pad` barely compresses, so that a typed table needs about
+/// as much room again as the raw rows; a state after every 100.
+fn incompressible_records(n: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut input = String::new();
+    for i in 0..n {
+        let pad: String = (0..128)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{:016x}", x)
+            })
+            .collect();
+        input += &record("s", i as i64, &format!(r#"{{"i":{i},"pad":"{pad}"}}"#));
+        input.push('\n');
+        if (i + 1).is_multiple_of(100) {
+            input += &global_state((i / 100) as i64 + 1);
+            input.push('\n');
+        }
+    }
+    input
+}
+
+/// A sync in `typed_output: tables` on a tmpfs of `size` that holds its raw
+/// rows but runs out at `stage` (a part of DuckDB's error text): every state
+/// is echoed, the failure is the plain disk-full one, the raw rows are all
+/// there, and with room again the next sync builds the typed table.
+#[allow(clippy::print_stderr)]
+fn full_disk_after_the_raw_rows(size: &str, stage: &str) {
+    let h = Harness::new();
+    let mount = match Mount::tmpfs(&h.path("small"), size) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount a tmpfs here: {e}");
+            return;
+        }
+    };
+    let db = h.path("small/db.duckdb");
+    h.write_config(json!({"destination_path": db.to_str().unwrap(), "typed_output": "tables"}));
+    let mut catalog = catalog_of(&[("s", None)], "append");
+    catalog["streams"][0]["stream"]["json_schema"] = json!({
+        "type": "object",
+        "properties": {"i": {"type": "integer"}, "pad": {"type": "string"}}
+    });
+    h.write_catalog(&catalog);
+
+    // About 4 MB of records: the WAL holding them fits; a typed copy of
+    // them, or the checkpoint writing both, does not.
+    let n = 2000;
+    let run = h.write(incompressible_records(n).as_bytes());
+    assert!(
+        matches!(run.code, Some(c) if c != 0 && c != 101),
+        "{size}: the sync fails: {run:?}"
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_eq!(
+        run.states().len(),
+        n / 100,
+        "{size}: every state went out first"
+    );
+    let error = run.error();
+    eprintln!("{size}, full disk after the raw rows: {error}");
+    assert_eq!(error["failure_type"], "config_error", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("is full, or a file-size limit was reached"),
+        "{message}"
+    );
+    let internal = error["internal_message"].as_str().unwrap();
+    assert!(
+        internal.contains(stage),
+        "{size}: failed at {stage}: {internal}"
+    );
+    assert_eq!(count(&db, "main._airbyte_raw_s"), n as i64, "raw rows");
+
+    mount.remount("size=128m");
+    let next =
+        h.write(lines(&[record("s", 1, r#"{"i":-1,"pad":"x"}"#), global_state(99)]).as_bytes());
+    next.assert_ok();
+    assert_eq!(count(&db, "main._airbyte_raw_s"), n as i64 + 1);
+    assert_eq!(count(&db, "main.s WHERE pad IS NOT NULL"), n as i64 + 1);
+    drop(mount);
+}
+
+#[test]
+fn a_full_disk_during_the_typed_table_refresh_is_reported_plainly_and_loses_nothing() {
+    full_disk_after_the_raw_rows("size=7m", "refreshing the typed table");
+}
+
+#[test]
+fn a_full_disk_at_the_final_checkpoint_is_reported_plainly_and_loses_nothing() {
+    full_disk_after_the_raw_rows("size=12m", "checkpointing the database");
+}
+
 // ------------------------------------------------------ read-only location
 
 fn assert_config_error_naming(h: &Harness, path: &str, named: &str) -> String {

@@ -106,25 +106,42 @@ pub fn run<W: Write>(
     for line in sync.progress.summary(&tables, states) {
         sync.report(&line)?;
     }
-    if config.typed_output == TypedOutput::Tables {
-        // States are already echoed: the raw rows are safe whatever happens
-        // here, and the next sync catches a table up that this one missed.
-        let tables = database::existing_tables(&db.session)?;
-        for (stream, t) in sink.streams().iter().zip(typed.iter_mut()) {
-            let started = Instant::now();
-            let rebuild = stream.mode == WriteMode::Truncate;
-            let how = typed::materialise(&db.session, stream, t, rebuild, &tables)?;
-            tracing::info!(
-                how,
-                stream = %stream.label(),
-                table = %format!("\"{}\".\"{}\"", stream.schema, t.name),
-                seconds = started.elapsed().as_secs_f64(),
-                "typed table refreshed"
-            );
-        }
-    }
+    let label = db.label.clone();
+    let refreshed = if config.typed_output == TypedOutput::Tables {
+        refresh_typed_tables(&db.session, sink.streams(), &mut typed)
+    } else {
+        Ok(())
+    };
     drop(sink);
-    db.close()
+    // States are already echoed here: a refresh or the final checkpoint that
+    // fails (a full disk) loses none of the raw rows, which are in the WAL.
+    refreshed
+        .and_then(|()| db.close())
+        .map_err(|e| storage_full(e, &label))
+}
+
+/// Builds or catches up every stream's typed table (`typed_output: tables`).
+/// Each runs in its own transaction; one that fails leaves its previous
+/// table, and the next sync catches it up.
+fn refresh_typed_tables(
+    session: &crate::duck::Session,
+    streams: &[crate::catalog::Stream],
+    typed: &mut [typed::Typed],
+) -> Result<()> {
+    let tables = database::existing_tables(session)?;
+    for (stream, t) in streams.iter().zip(typed.iter_mut()) {
+        let started = Instant::now();
+        let rebuild = stream.mode == WriteMode::Truncate;
+        let how = typed::materialise(session, stream, t, rebuild, &tables)?;
+        tracing::info!(
+            how,
+            stream = %stream.label(),
+            table = %format!("\"{}\".\"{}\"", stream.schema, t.name),
+            seconds = started.elapsed().as_secs_f64(),
+            "typed table refreshed"
+        );
+    }
+    Ok(())
 }
 
 struct SyncLoop<'a, 's, W: Write> {
