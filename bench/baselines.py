@@ -1,4 +1,4 @@
-"""The two baselines that destination-duckdb is compared with, each run by
+"""The baselines that destination-duckdb is compared with, each run by
 bench.py in a child process of its own so that its wall time and peak RSS
 are measured alone.
 
@@ -7,6 +7,12 @@ are measured alone.
   per_row      The way the official Python connector loads: json.loads every
                line, buffer the rows, and at every STATE flush them with a
                parameterised INSERT ... VALUES (?, ?, ?, ?, ?) via executemany.
+  storage_floor  Not a loader: what DuckDB itself spends storing these rows.
+               The rows are first built in their final five-column form in
+               in-memory tables (not timed); the timed part copies them into a
+               fresh file in one transaction, with all cores, then checkpoints
+               and closes. No parsing, no commits along the way: a lower bound
+               for any loader that writes the same tables.
 
 Both write a small JSON result file: records loaded, the time spent inside the
 process from before connecting to after closing the database (interpreter
@@ -142,9 +148,41 @@ def per_row(a, streams):
     return rows
 
 
+def storage_floor(a, streams):
+    """Returns (rows, seconds): only the copy into the file is timed."""
+    con = duckdb.connect(":memory:")
+    src = (f"read_ndjson({literal(a.input)}, columns={{'type': 'VARCHAR', "
+           f"'record': 'STRUCT(stream VARCHAR, emitted_at BIGINT, data JSON)'}})")
+    con.execute("CREATE TABLE stage AS SELECT record.stream AS stream, record.emitted_at AS e, "
+                f"record.data AS d FROM {src} WHERE type = 'RECORD'")
+    for i, (name, _, meta, gen) in enumerate(streams):
+        con.execute(f"CREATE TABLE rows_{i} AS SELECT gen_random_uuid()::VARCHAR AS i, "
+                    "to_timestamp(e / 1000) AS t, d, ?::JSON AS m, ?::BIGINT AS g FROM stage WHERE stream = ?",
+                    [meta, gen, name])
+    con.execute("DROP TABLE stage")
+    for p in (a.db, a.db + ".wal"):
+        if os.path.exists(p):
+            os.remove(p)
+    t0 = time.perf_counter()
+    con.execute(f"ATTACH {literal(a.db)} AS dst")
+    con.execute("BEGIN TRANSACTION")
+    for i, (_, table, _, _) in enumerate(streams):
+        con.execute(f"CREATE TABLE dst.{table} ({COLUMNS})")
+        con.execute(f"INSERT INTO dst.{table} SELECT * FROM rows_{i}")
+    con.execute("COMMIT")
+    con.execute("CHECKPOINT dst")
+    con.execute("DETACH dst")
+    elapsed = time.perf_counter() - t0
+    con.execute(f"ATTACH {literal(a.db)} AS dst (READ_ONLY)")
+    con.execute("USE dst")
+    rows = count_rows(con, streams)
+    con.close()
+    return rows, elapsed
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["duckdb_bulk", "per_row"])
+    ap.add_argument("kind", choices=["duckdb_bulk", "per_row", "storage_floor"])
     ap.add_argument("--input", required=True, help="AirbyteMessage JSON lines")
     ap.add_argument("--catalog", required=True, help="configured catalog")
     ap.add_argument("--db", required=True, help="DuckDB file to create (replaced if present)")
@@ -155,8 +193,11 @@ def main():
 
     streams = load_streams(a.catalog)
     t0 = time.perf_counter()
-    rows = bulk(a, streams) if a.kind == "duckdb_bulk" else per_row(a, streams)
-    elapsed = time.perf_counter() - t0
+    if a.kind == "storage_floor":
+        rows, elapsed = storage_floor(a, streams)
+    else:
+        rows = bulk(a, streams) if a.kind == "duckdb_bulk" else per_row(a, streams)
+        elapsed = time.perf_counter() - t0
     with open(a.result, "w") as f:
         json.dump({"kind": a.kind, "elapsed_s": elapsed, "rows": rows, "records": sum(rows.values()),
                    "duckdb_version": duckdb.__version__}, f)
