@@ -28,7 +28,7 @@ use crate::config::TypedOutput;
 use crate::database::CATALOG;
 use crate::duck::Session;
 use crate::names::{literal, quote};
-use crate::pipeline::tables::{fnv1a64, stream_key, REGISTRY_SCHEMA, REGISTRY_TABLE};
+use crate::pipeline::tables::{fnv1a64, free_name, stream_key, REGISTRY_SCHEMA, REGISTRY_TABLE};
 
 pub const TYPED_REGISTRY: &str = "typed_relations";
 
@@ -750,15 +750,10 @@ fn allocate(s: &Stream, taken: &mut HashSet<(String, String)>) -> String {
         .strip_prefix(RAW_PREFIX)
         .unwrap_or(&s.base)
         .to_string();
-    let mut name = plain.clone();
-    if taken.contains(&(schema.clone(), name.to_lowercase())) || name.is_empty() {
-        let hashed = format!("{plain}_{:08x}", fnv1a64(stream_key(s).as_bytes()) as u32);
-        name = hashed.clone();
-        let mut n = 2;
-        while taken.contains(&(schema.clone(), name.to_lowercase())) {
-            name = format!("{hashed}_{n}");
-            n += 1;
-        }
+    let name = free_name(&plain, s, |n| {
+        n.is_empty() || taken.contains(&(schema.clone(), n.to_lowercase()))
+    });
+    if name != plain {
         tracing::warn!(stream = %s.label(), relation = %name, "the typed relation's plain name is taken; using a suffixed name");
     }
     taken.insert((schema, name.to_lowercase()));

@@ -96,19 +96,9 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
     for i in fresh {
         let s = &mut streams[i];
         let schema = s.schema.to_lowercase();
-        let mut table = format!("{RAW_PREFIX}{}", s.base);
-        if clashes(&taken, &schema, &table) {
-            let hashed = format!(
-                "{RAW_PREFIX}{}_{:08x}",
-                s.base,
-                fnv1a64(stream_key(s).as_bytes()) as u32
-            );
-            table = hashed.clone();
-            let mut n = 2;
-            while clashes(&taken, &schema, &table) {
-                table = format!("{hashed}_{n}");
-                n += 1;
-            }
+        let plain = format!("{RAW_PREFIX}{}", s.base);
+        let table = free_name(&plain, s, |t| clashes(&taken, &schema, t));
+        if table != plain {
             tracing::warn!(
                 stream = %s.label(),
                 table = %table,
@@ -133,6 +123,23 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
             .context("recording stream tables")?;
     }
     Ok(())
+}
+
+/// `plain` if `taken` says it is free, else `plain_<hash of the stream
+/// key>`, then with `_2`, `_3`, ... until one is free: a name that stays
+/// the same for the same stream and never takes another's.
+pub fn free_name(plain: &str, s: &Stream, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(plain) {
+        return plain.to_string();
+    }
+    let hashed = format!("{plain}_{:08x}", fnv1a64(stream_key(s).as_bytes()) as u32);
+    let mut name = hashed.clone();
+    let mut n = 2;
+    while taken(&name) {
+        name = format!("{hashed}_{n}");
+        n += 1;
+    }
+    name
 }
 
 fn set_table(s: &mut Stream, table: String) {
