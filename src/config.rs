@@ -113,7 +113,8 @@ impl Config {
     /// DuckDB's `wal_autocheckpoint`. Every checkpoint leaves each table's
     /// newest row group partly filled, and DuckDB's later checkpoints merge
     /// those, rewriting them; fewer checkpoints mean fewer rewrites (10M
-    /// records at a 512 MiB limit: 82 s with 128 MiB, 120 s with 64 MiB). But
+    /// records: 73 s with a 128 MiB WAL at a 512 MiB limit, 120 s with a 32
+    /// or 64 MiB WAL at the default limit). But
     /// the rows waiting in the WAL stay in the buffer pool until the
     /// checkpoint, which fails when they crowd it out (a 128 MB limit with a
     /// 30 MiB WAL fails a 10M-record sync). So: an eighth of the limit, from
