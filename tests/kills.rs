@@ -185,3 +185,73 @@ fn random_kills_during_overwrite_leave_the_live_table_whole() {
         }
     }
 }
+
+/// A fast stream keeps its transaction open for up to ten seconds, and
+/// DuckDB writes each full row group of it into the file before the commit.
+/// A SIGKILL then leaves those blocks unreferenced: the file opens with
+/// exactly the acknowledged rows, and the next sync reuses the space.
+#[test]
+fn a_kill_after_row_groups_were_written_ahead_of_the_commit_loses_nothing_acknowledged() {
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&[("s", None)], "append"));
+    let db = h.db_path();
+    let mut live = h.spawn_write();
+    let mut i = 0;
+    let mut chunk_of = |n: usize| {
+        let mut chunk = String::new();
+        for _ in 0..n {
+            chunk += &record(0, i);
+            chunk.push('\n');
+            i += 1;
+        }
+        chunk += &state(0, i);
+        chunk.push('\n');
+        chunk
+    };
+    // Well over two row groups (2 x 122,880 rows), as fast as the pipe takes
+    // them, then a trickle that keeps the input from going quiet (a quiet
+    // input is committed after 200 ms) until DuckDB has written ahead.
+    for _ in 0..60 {
+        live.send(&chunk_of(5_000));
+    }
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let written_ahead = loop {
+        let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+        if size > 8 << 20 || Instant::now() > deadline {
+            break size;
+        }
+        live.send(&chunk_of(1));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    live.child.kill().unwrap();
+    live.child.wait().unwrap();
+    let mut acked = 0;
+    while let Ok(line) = live.lines.recv_timeout(Duration::from_millis(200)) {
+        acked = acked_upto(&line).unwrap_or(acked);
+    }
+    assert!(
+        written_ahead > 8 << 20,
+        "row groups reach the file before the commit ({written_ahead} bytes)"
+    );
+    assert!(
+        acked < 250_000,
+        "the kill lands inside the open transaction (acknowledged {acked})"
+    );
+    let (rows, distinct) = h
+        .db()
+        .query_row(
+            "SELECT count(*), count(DISTINCT (_airbyte_data->>'i')::INT) FROM main._airbyte_raw_s",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, distinct), (acked as i64, acked as i64));
+    // The platform re-sends from the last acknowledged state.
+    let resend: String = (acked..acked + 130_000)
+        .map(|k| record(0, k) + "\n")
+        .collect::<String>()
+        + &state(0, acked + 130_000)
+        + "\n";
+    h.write(resend.as_bytes()).assert_ok();
+    assert_eq!(h.count("main._airbyte_raw_s"), acked as i64 + 130_000);
+}

@@ -3,10 +3,11 @@
 //! The reader thread turns stdin into batches of events. This thread holds
 //! records back until a state covers them (or they pass the batch limit),
 //! appends them to DuckDB inside one open transaction, queues state echoes,
-//! and commits when the batch grows past its byte limit, when states have
-//! waited [`COMMIT_INTERVAL`] under load, or when the input has been quiet
-//! for [`IDLE_FLUSH`]. After each commit the queued states are echoed, in
-//! order.
+//! and commits when the uncompressed data it holds passes the batch limit,
+//! when states have waited [`COMMIT_INTERVAL`] under load (up to
+//! [`MAX_COMMIT_DELAY`] while fast streams fill DuckDB row groups), or when
+//! the input has been quiet for [`IDLE_FLUSH`]. After each commit the queued
+//! states are echoed, in order.
 //! A truncating stream is swapped in when it reports COMPLETE, or at clean
 //! EOF if it never reported a status.
 
@@ -34,8 +35,15 @@ use crate::typed;
 /// When the input has been quiet this long, pending work is committed and
 /// pending states echoed.
 pub const IDLE_FLUSH: Duration = Duration::from_millis(200);
-/// Under sustained input, states wait at most about this long for a commit.
+/// Under sustained input, states wait about this long for a commit ...
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// ... or up to this long while some stream is fast enough that fewer,
+/// larger commits let DuckDB write its rows once (see
+/// [`Sink::worth_waiting`]).
+pub const MAX_COMMIT_DELAY: Duration = Duration::from_secs(10);
+/// Records held back without a state (outside DuckDB's buffer pool) are
+/// appended anyway past this many bytes, or `batch_size_mb` if smaller.
+const HELD_LIMIT: u64 = 64 << 20;
 /// Batches in flight between the reader and the writer.
 const CHANNEL_BATCHES: usize = 4;
 
@@ -49,7 +57,7 @@ pub fn run<W: Write>(
     let catalog = Arc::new(Catalog::load(catalog_path, &config.schema)?);
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
     let db = database::open(&config)?;
-    let mut sink = Sink::prepare(&db.session, &catalog)?;
+    let mut sink = Sink::prepare(&db.session, &catalog, config.memory_limit_bytes())?;
     let mut typed = typed::prepare(&db.session, sink.streams(), config.typed_output)?;
 
     let cancelled = Arc::new(AtomicBool::new(false));
@@ -198,9 +206,12 @@ impl<W: Write> SyncLoop<'_, '_, W> {
             match msg {
                 ReaderMsg::Batch(batch) => {
                     self.batch(batch, catalog)?;
+                    let waited = self.last_commit.elapsed();
                     let states_waited = self.checkpointer.has_pending()
-                        && self.last_commit.elapsed() >= COMMIT_INTERVAL;
-                    if self.sink.pending_bytes() >= self.batch_bytes || states_waited {
+                        && waited >= COMMIT_INTERVAL
+                        && (waited >= MAX_COMMIT_DELAY
+                            || !self.sink.worth_waiting(self.batch_bytes));
+                    if self.sink.buffered_bytes() >= self.batch_bytes || states_waited {
                         self.commit()?;
                     }
                     self.maybe_report()?;
@@ -258,7 +269,7 @@ impl<W: Write> SyncLoop<'_, '_, W> {
                 }
             }
         }
-        if self.held.bytes >= self.batch_bytes {
+        if self.held.bytes >= self.batch_bytes.min(HELD_LIMIT) {
             // No state in sight: write them anyway, memory stays bounded.
             self.append_held()?;
         }

@@ -35,12 +35,29 @@ const CREATE_COLUMNS: &str =
 /// so that DuckDB's appender buffer stays small.
 const APPENDER_FLUSH_BYTES: u64 = 8 << 20;
 
+/// Rows per DuckDB row group (its default `ROW_GROUP_SIZE`). Inside one
+/// transaction DuckDB compresses and writes each table's row group to the
+/// file as soon as it is full; only the open (partial) group is held in
+/// memory, uncompressed. A table that receives at least one full group in a
+/// transaction is committed by linking those groups in ("bulk append"); a
+/// smaller one is copied row by row into the WAL and rewritten again by the
+/// next checkpoint.
+pub const ROW_GROUP_ROWS: u64 = 122_880;
+
+/// Rows of a table in one transaction below which copying them through the
+/// WAL at a commit costs little.
+pub const SMALL_TXN_ROWS: u64 = ROW_GROUP_ROWS / 4;
+
 struct Target<'s> {
     /// Appends to the staging table while a truncate is in flight, to the
     /// live table otherwise. Created on first use.
     appender: Option<Appender<'s>>,
     table: String,
     unflushed_bytes: u64,
+    /// Rows appended in the open transaction.
+    txn_rows: u64,
+    /// Record bytes of the table's open row group in the transaction.
+    open_group_bytes: u64,
     dirty: bool,
     /// `{"sync_id":..,"changes":[]}` for records without changes.
     meta_plain: String,
@@ -52,14 +69,15 @@ pub struct Sink<'s> {
     streams: Vec<Stream>,
     targets: Vec<Target<'s>>,
     in_transaction: bool,
-    pending_bytes: u64,
     meta_buf: Vec<u8>,
+    /// DuckDB's `memory_limit` now, in bytes.
+    pool_bytes: u64,
 }
 
 impl<'s> Sink<'s> {
     /// Creates schemas and tables for every catalog stream (streams without
     /// records still get their empty table) and prepares staging tables.
-    pub fn prepare(session: &'s Session, catalog: &Catalog) -> Result<Sink<'s>> {
+    pub fn prepare(session: &'s Session, catalog: &Catalog, pool_bytes: u64) -> Result<Sink<'s>> {
         let mut streams = catalog.streams.clone();
         tables::assign(session, &mut streams)?;
         let existing = crate::database::existing_tables(session)?;
@@ -75,6 +93,8 @@ impl<'s> Sink<'s> {
                     WriteMode::Truncate => stream.staging_table.clone(),
                 },
                 unflushed_bytes: 0,
+                txn_rows: 0,
+                open_group_bytes: 0,
                 dirty: false,
                 meta_plain: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
                 meta_prefix: format!("{{\"sync_id\":{sync_id},\"changes\":"),
@@ -85,8 +105,8 @@ impl<'s> Sink<'s> {
             streams,
             targets,
             in_transaction: false,
-            pending_bytes: 0,
             meta_buf: Vec::new(),
+            pool_bytes,
         })
     }
 
@@ -112,6 +132,7 @@ impl<'s> Sink<'s> {
                 .context("starting a transaction")?;
             self.in_transaction = true;
         }
+        self.make_room(data.len() as u64)?;
         let session = self.session;
         let target = &mut self.targets[stream];
         let s = &self.streams[stream];
@@ -152,19 +173,77 @@ impl<'s> Sink<'s> {
             .with_context(|| format!("appending to \"{}\".\"{}\"", s.schema, target.table))?;
         target.dirty = true;
         target.unflushed_bytes += data.len() as u64;
+        target.txn_rows += 1;
+        target.open_group_bytes += data.len() as u64;
+        if target.txn_rows.is_multiple_of(ROW_GROUP_ROWS) {
+            target.open_group_bytes = 0;
+        }
         if target.unflushed_bytes >= APPENDER_FLUSH_BYTES {
             appender.flush().with_context(|| {
                 format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
             })?;
             target.unflushed_bytes = 0;
         }
-        self.pending_bytes += data.len() as u64;
         Ok(())
     }
 
-    /// Record bytes appended since the last commit.
-    pub fn pending_bytes(&self) -> u64 {
-        self.pending_bytes
+    /// DuckDB holds a record about three times over while appending it (the
+    /// appender's buffer, the transaction's row group, the compressed copy),
+    /// each in one piece: a record that a small buffer pool cannot hold
+    /// three times raises the pool for the rest of the sync rather than fail
+    /// it. Memory then follows the largest record, as it must.
+    fn make_room(&mut self, record_bytes: u64) -> Result<()> {
+        let need = record_bytes.saturating_mul(3).saturating_add(32 << 20);
+        if need <= self.pool_bytes {
+            return Ok(());
+        }
+        let mib = need.div_ceil(1 << 20);
+        self.session
+            .execute(&format!("SET memory_limit = '{mib}MiB'"))
+            .context("raising DuckDB's memory_limit for a large record")?;
+        tracing::info!(
+            record_mib = record_bytes >> 20,
+            memory_limit_mib = mib,
+            "memory_limit raised for a large record"
+        );
+        self.pool_bytes = mib << 20;
+        Ok(())
+    }
+
+    /// Record bytes the open transaction holds in memory, uncompressed: each
+    /// table's open row group (full groups are already compressed on disk)
+    /// or its appender buffer, whichever is larger.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.targets
+            .iter()
+            .map(|t| t.open_group_bytes.max(t.unflushed_bytes))
+            .sum()
+    }
+
+    /// Whether a commit that states are waiting for should be put off (up
+    /// to the caller's limit) to make it cheaper.
+    ///
+    /// A table with at least one full row group in the transaction is
+    /// committed by linking its groups in; the partial group each commit
+    /// leaves behind is merged and rewritten by a later checkpoint, so for
+    /// fast streams fewer commits are cheaper. A table with a part of its
+    /// first group is copied through the WAL instead. Either way, waiting
+    /// pays once some table has more than [`SMALL_TXN_ROWS`] rows, and only
+    /// while the uncompressed data needed to fill every table's open group is
+    /// projected to stay within `budget` bytes (otherwise the byte limit
+    /// would force the commit before the groups fill anyway).
+    pub fn worth_waiting(&self, budget: u64) -> bool {
+        let mut busy = false;
+        let mut projected = 0u64;
+        for t in &self.targets {
+            busy |= t.txn_rows >= SMALL_TXN_ROWS;
+            projected += if t.txn_rows >= SMALL_TXN_ROWS && t.txn_rows < ROW_GROUP_ROWS {
+                t.open_group_bytes / t.txn_rows * ROW_GROUP_ROWS
+            } else {
+                t.open_group_bytes
+            };
+        }
+        busy && projected <= budget
     }
 
     pub fn has_pending(&self) -> bool {
@@ -187,7 +266,6 @@ impl<'s> Sink<'s> {
             return Err(e);
         }
         self.in_transaction = false;
-        self.pending_bytes = 0;
         Ok(())
     }
 
@@ -203,6 +281,10 @@ impl<'s> Sink<'s> {
             }
             target.dirty = false;
             target.unflushed_bytes = 0;
+        }
+        for target in &mut self.targets {
+            target.txn_rows = 0;
+            target.open_group_bytes = 0;
         }
         self.session
             .execute("COMMIT")
@@ -224,6 +306,8 @@ impl<'s> Sink<'s> {
             }
             target.dirty = false;
             target.unflushed_bytes = 0;
+            target.txn_rows = 0;
+            target.open_group_bytes = 0;
         }
         if self.in_transaction {
             // A failed COMMIT has already aborted the transaction.
@@ -243,7 +327,6 @@ impl<'s> Sink<'s> {
             }
         }
         self.in_transaction = false;
-        self.pending_bytes = 0;
     }
 
     /// Replaces a truncating stream's live rows by its staged rows, in one
