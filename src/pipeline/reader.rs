@@ -35,10 +35,11 @@ pub enum ReaderMsg {
     Eof,
 }
 
-/// Consecutive events, with record bytes stored contiguously in `bytes`.
+/// Consecutive events, with record text stored contiguously in `bytes`
+/// (validated UTF-8, so it stays a `String` all the way into DuckDB).
 #[derive(Default)]
 pub struct Batch {
-    pub bytes: Vec<u8>,
+    pub bytes: String,
     pub events: Vec<Event>,
 }
 
@@ -199,8 +200,8 @@ impl Reader {
                     )));
                 };
                 let bytes = &mut self.batch.bytes;
-                let data = push(bytes, r.data.as_bytes());
-                let changes = r.changes.map(|c| push(bytes, c.as_bytes()));
+                let data = push(bytes, r.data);
+                let changes = r.changes.map(|c| push(bytes, c));
                 self.batch.events.push(Event::Record {
                     stream,
                     emitted_at_ms: r.emitted_at_ms,
@@ -242,9 +243,9 @@ impl Reader {
     }
 }
 
-fn push(bytes: &mut Vec<u8>, s: &[u8]) -> Range<usize> {
+fn push(bytes: &mut String, s: &str) -> Range<usize> {
     let start = bytes.len();
-    bytes.extend_from_slice(s);
+    bytes.push_str(s);
     start..bytes.len()
 }
 

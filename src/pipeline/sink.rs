@@ -69,7 +69,7 @@ pub struct Sink<'s> {
     streams: Vec<Stream>,
     targets: Vec<Target<'s>>,
     in_transaction: bool,
-    meta_buf: Vec<u8>,
+    meta_buf: String,
     /// DuckDB's `memory_limit` now, in bytes.
     pool_bytes: u64,
 }
@@ -105,7 +105,7 @@ impl<'s> Sink<'s> {
             streams,
             targets,
             in_transaction: false,
-            meta_buf: Vec::new(),
+            meta_buf: String::new(),
             pool_bytes,
         })
     }
@@ -115,8 +115,8 @@ impl<'s> Sink<'s> {
         &mut self,
         stream: usize,
         emitted_at_ms: i64,
-        data: &[u8],
-        changes: Option<&[u8]>,
+        data: &str,
+        changes: Option<&str>,
     ) -> Result<()> {
         let Some(micros) = emitted_at_ms
             .checked_mul(1000)
@@ -148,23 +148,22 @@ impl<'s> Sink<'s> {
                 )?,
             );
         }
-        let meta: &[u8] = match changes {
-            None => target.meta_plain.as_bytes(),
+        let meta: &str = match changes {
+            None => &target.meta_plain,
             Some(changes) => {
                 self.meta_buf.clear();
-                self.meta_buf
-                    .extend_from_slice(target.meta_prefix.as_bytes());
-                self.meta_buf.extend_from_slice(changes);
-                self.meta_buf.push(b'}');
+                self.meta_buf.push_str(&target.meta_prefix);
+                self.meta_buf.push_str(changes);
+                self.meta_buf.push('}');
                 &self.meta_buf
             }
         };
-        let mut id = [0u8; 36];
-        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+        let mut id_buf = [0u8; 36];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_buf);
         let appender = target.appender.as_mut().expect("created above");
         appender
             .append(&Row {
-                ab_id: &id,
+                ab_id: id,
                 emitted_at_micros: micros,
                 data,
                 meta,
