@@ -1131,3 +1131,42 @@ fn random_values_never_fail_and_every_null_is_explained() {
         }
     }
 }
+
+/// The append phase turns DuckDB's dictionary compression off (the raw ids
+/// and documents are unique per row) and must reset it before the typed
+/// tables are built, so that their low-cardinality columns keep it.
+#[test]
+fn typed_tables_keep_dictionary_compression_that_the_raw_append_skips() {
+    let cat = hand_catalog("s", json!({"colour": {"type": "string"}}));
+    // Seven long, random-looking values: FSST cannot shrink them, a
+    // dictionary can.
+    let colour = |v: u64| -> String {
+        (0..6)
+            .map(|j| {
+                format!(
+                    "{:016x}",
+                    (v * 6 + j + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                )
+            })
+            .collect()
+    };
+    let datas: Vec<String> = (0..5000)
+        .map(|k| format!(r#"{{"colour":"{}"}}"#, colour(k % 7)))
+        .collect();
+    let refs: Vec<&str> = datas.iter().map(String::as_str).collect();
+    let h = sync("tables", &cat, &hand_input("s", &refs));
+    let methods = |table: &str, column: &str| -> Vec<String> {
+        h.strings(&format!(
+            "SELECT DISTINCT compression FROM pragma_storage_info('{table}') \
+             WHERE column_name = '{column}' ORDER BY 1"
+        ))
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect()
+    };
+    assert!(
+        methods("main.s", "colour").contains(&"Dictionary".to_string()),
+        "typed column: {:?}",
+        methods("main.s", "colour")
+    );
+}
