@@ -232,17 +232,12 @@ impl<'s> Sink<'s> {
     /// projected to stay within `budget` bytes (otherwise the byte limit
     /// would force the commit before the groups fill anyway).
     pub fn worth_waiting(&self, budget: u64) -> bool {
-        let mut busy = false;
-        let mut projected = 0u64;
-        for t in &self.targets {
-            busy |= t.txn_rows >= SMALL_TXN_ROWS;
-            projected += if t.txn_rows >= SMALL_TXN_ROWS && t.txn_rows < ROW_GROUP_ROWS {
-                t.open_group_bytes / t.txn_rows * ROW_GROUP_ROWS
-            } else {
-                t.open_group_bytes
-            };
-        }
-        busy && projected <= budget
+        waiting_pays(
+            self.targets
+                .iter()
+                .map(|t| (t.txn_rows, t.open_group_bytes)),
+            budget,
+        )
     }
 
     pub fn has_pending(&self) -> bool {
@@ -440,4 +435,49 @@ fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// [`Sink::worth_waiting`] over (rows in the transaction, bytes of the open
+/// row group) per table.
+fn waiting_pays(tables: impl Iterator<Item = (u64, u64)>, budget: u64) -> bool {
+    let mut busy = false;
+    let mut projected = 0u64;
+    for (rows, open_bytes) in tables {
+        busy |= rows >= SMALL_TXN_ROWS;
+        projected += if (SMALL_TXN_ROWS..ROW_GROUP_ROWS).contains(&rows) {
+            open_bytes / rows * ROW_GROUP_ROWS
+        } else {
+            open_bytes
+        };
+    }
+    busy && projected <= budget
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn waiting_pays_only_for_busy_tables_whose_groups_fit() {
+        let g = ROW_GROUP_ROWS;
+        // Nothing busy: commit now, the rows are few.
+        assert!(!waiting_pays(
+            [(1_000, 300_000), (0, 0)].into_iter(),
+            128 * MIB
+        ));
+        // Three tables half way into 300-byte rows: 3 x 35 MiB projected.
+        let half = (g / 2, g / 2 * 300);
+        assert!(waiting_pays([half, half, half].into_iter(), 128 * MIB));
+        // Twenty-one such tables cannot fill their groups within the budget.
+        assert!(!waiting_pays(std::iter::repeat_n(half, 21), 128 * MIB));
+        // Past its first group a table counts only its open group, and tiny
+        // side streams count as they are.
+        let past = (3 * g + 10, 10 * 300);
+        assert!(waiting_pays(
+            [past, (5, 1_500), (7, 2_100)].into_iter(),
+            MIB
+        ));
+    }
 }
