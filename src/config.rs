@@ -114,19 +114,20 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// DuckDB's `wal_autocheckpoint`. Every checkpoint leaves each table's
-    /// newest row group partly filled, and DuckDB's later checkpoints merge
-    /// those, rewriting them; fewer checkpoints mean fewer rewrites (10M
-    /// records: 73 s with a 128 MiB WAL at a 512 MiB limit, 120 s with a 32
-    /// or 64 MiB WAL at the default limit). But
-    /// the rows waiting in the WAL stay in the buffer pool until the
-    /// checkpoint, which fails when they crowd it out (a 128 MB limit with a
-    /// 30 MiB WAL fails a 10M-record sync). So: an eighth of the limit, from
-    /// 4 to 64 MiB, below 512 MiB; a quarter, up to 128 MiB, from 512 MiB.
+    /// `memory_limit` in bytes (validated at load, so it parses).
     pub fn memory_limit_bytes(&self) -> u64 {
         memory_size_bytes(&self.memory_limit).unwrap_or(MIN_MEMORY_LIMIT_BYTES)
     }
 
+    /// DuckDB's `wal_autocheckpoint`. Every checkpoint leaves each table's
+    /// newest row group partly filled, and DuckDB's later checkpoints merge
+    /// those, rewriting them; fewer checkpoints mean fewer rewrites (10M
+    /// records: 73 s with a 128 MiB WAL at a 512 MiB limit, 120 s with a 32
+    /// or 64 MiB WAL at a 256 MiB limit, both before commits took whole row
+    /// groups). But the rows waiting in the WAL stay in the buffer pool
+    /// until the checkpoint, which fails when they crowd it out (a 128 MB limit with a
+    /// 30 MiB WAL fails a 10M-record sync). So: an eighth of the limit, from
+    /// 4 to 64 MiB, below 512 MiB; a quarter, up to 128 MiB, from 512 MiB.
     pub fn wal_autocheckpoint(&self) -> String {
         let mib = self.memory_limit_bytes() >> 20;
         let wal = if mib >= 512 {
@@ -287,7 +288,7 @@ fn is_storage_version(v: &str) -> bool {
 }
 
 /// Parses a DuckDB-style size (`512MB`, `1.5GiB`) into bytes.
-pub fn memory_size_bytes(v: &str) -> Option<u64> {
+fn memory_size_bytes(v: &str) -> Option<u64> {
     let v = v.trim();
     let digits = v
         .bytes()
