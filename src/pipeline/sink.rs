@@ -54,14 +54,23 @@ struct Target<'s> {
     appender: Option<Appender<'s>>,
     table: String,
     unflushed_bytes: u64,
-    /// Rows appended in the open transaction.
+    /// Rows appended in the open transaction (0: nothing to flush).
     txn_rows: u64,
     /// Record bytes of the table's open row group in the transaction.
     open_group_bytes: u64,
-    dirty: bool,
     /// `{"sync_id":..,"changes":[]}` for records without changes.
     meta_plain: String,
     meta_prefix: String,
+}
+
+impl Target<'_> {
+    /// Forgets the counts of a transaction that ended (committed or rolled
+    /// back).
+    fn end_transaction(&mut self) {
+        self.unflushed_bytes = 0;
+        self.txn_rows = 0;
+        self.open_group_bytes = 0;
+    }
 }
 
 pub struct Sink<'s> {
@@ -95,7 +104,6 @@ impl<'s> Sink<'s> {
                 unflushed_bytes: 0,
                 txn_rows: 0,
                 open_group_bytes: 0,
-                dirty: false,
                 meta_plain: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
                 meta_prefix: format!("{{\"sync_id\":{sync_id},\"changes\":"),
             });
@@ -170,7 +178,6 @@ impl<'s> Sink<'s> {
                 generation_id: s.generation_id,
             })
             .with_context(|| format!("appending to \"{}\".\"{}\"", s.schema, target.table))?;
-        target.dirty = true;
         target.unflushed_bytes += data.len() as u64;
         target.txn_rows += 1;
         target.open_group_bytes += data.len() as u64;
@@ -265,7 +272,7 @@ impl<'s> Sink<'s> {
 
     fn flush_and_commit(&mut self) -> Result<()> {
         for (target, s) in self.targets.iter_mut().zip(&self.streams) {
-            if !target.dirty {
+            if target.txn_rows == 0 {
                 continue;
             }
             if let Some(appender) = target.appender.as_mut() {
@@ -273,12 +280,9 @@ impl<'s> Sink<'s> {
                     format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
                 })?;
             }
-            target.dirty = false;
-            target.unflushed_bytes = 0;
         }
         for target in &mut self.targets {
-            target.txn_rows = 0;
-            target.open_group_bytes = 0;
+            target.end_transaction();
         }
         self.session
             .execute("COMMIT")
@@ -298,10 +302,7 @@ impl<'s> Sink<'s> {
             if let Some(appender) = target.appender.as_mut() {
                 appender.discard();
             }
-            target.dirty = false;
-            target.unflushed_bytes = 0;
-            target.txn_rows = 0;
-            target.open_group_bytes = 0;
+            target.end_transaction();
         }
         if self.in_transaction {
             // A failed COMMIT has already aborted the transaction.
