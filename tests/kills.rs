@@ -55,6 +55,19 @@ fn state(it: usize, i: usize) -> String {
     )
 }
 
+/// Records `from..from + n` of iteration `it`, then the state that covers
+/// them.
+fn chunk(it: usize, from: usize, n: usize) -> String {
+    let mut chunk = String::new();
+    for i in from..from + n {
+        chunk += &record(it, i);
+        chunk.push('\n');
+    }
+    chunk += &state(it, from + n);
+    chunk.push('\n');
+    chunk
+}
+
 /// The `upto` of an echoed state line, if it is one.
 fn acked_upto(line: &str) -> Option<usize> {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -80,14 +93,8 @@ fn run_and_kill(
     let mut last_ack = None;
     let mut i = 0;
     while i < total && Instant::now() < deadline {
-        let mut chunk = String::new();
-        for _ in 0..STATE_EVERY {
-            chunk += &record(it, i);
-            chunk.push('\n');
-            i += 1;
-        }
-        chunk += &state(it, i);
-        chunk.push('\n');
+        let mut chunk = chunk(it, i, STATE_EVERY);
+        i += STATE_EVERY;
         if i >= total {
             chunk += extra_tail;
         }
@@ -198,15 +205,8 @@ fn a_kill_after_row_groups_were_written_ahead_of_the_commit_loses_nothing_acknow
     let mut live = h.spawn_write();
     let mut i = 0;
     let mut chunk_of = |n: usize| {
-        let mut chunk = String::new();
-        for _ in 0..n {
-            chunk += &record(0, i);
-            chunk.push('\n');
-            i += 1;
-        }
-        chunk += &state(0, i);
-        chunk.push('\n');
-        chunk
+        i += n;
+        chunk(0, i - n, n)
     };
     // Well over two row groups (2 x 122,880 rows), as fast as the pipe takes
     // them, then a trickle that keeps the input from going quiet (a quiet
