@@ -25,7 +25,7 @@
 #   FAKER_E2E_TIMEOUT       seconds allowed per process before it is killed (default 300)
 #   PYTHON                  interpreter used to create the venv (default python3.11, else python3)
 #   FAKER_DATA_DIR          folder with the configured faker catalogs (default
-#                           ../shared/acceptance-data/faker beside the repo; if they are not there, the script
+#                           tests/data/airbyte/faker in the repo; if they are not there, the script
 #                           builds the same catalogs from `source-faker discover`)
 #   KEEP_TMP=1              keep the scratch folder (printed) instead of deleting it
 #
@@ -33,7 +33,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-faker_dir="${FAKER_DATA_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/acceptance-data/faker}"
+faker_dir="${FAKER_DATA_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/data/airbyte/faker}"
 
 bin="${DESTINATION_DUCKDB_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/destination-duckdb/target}/release/destination-duckdb}"
 venv="${FAKER_VENV:-$HOME/.cache/destination-duckdb/faker-venv}"

@@ -1,4 +1,4 @@
-//! Replays of Airbyte's own acceptance data (`shared/acceptance-data`).
+//! Replays of Airbyte's own acceptance data (`tests/data/airbyte`).
 
 use serde_json::value::RawValue;
 use serde_json::Value;

@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_destination-duckdb");
 
-/// The shared acceptance data, beside the repository (`../shared`), or where
-/// `ACCEPTANCE_DATA` points.
+/// Airbyte's acceptance data, vendored in `tests/data/airbyte` (see its
+/// `SOURCES.md`), or where `ACCEPTANCE_DATA` points.
 pub fn acceptance(rel: &str) -> PathBuf {
     let base = std::env::var_os("ACCEPTANCE_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/acceptance-data"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/airbyte"));
     let p = base.join(rel);
     assert!(
         p.exists(),
