@@ -8,12 +8,8 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::error::Failure;
+use crate::internal::{self, RAW_PREFIX};
 use crate::names;
-
-/// Prefix of every raw table: `_airbyte_raw_<stream>`.
-pub const RAW_PREFIX: &str = "_airbyte_raw_";
-/// Prefix of the staging table of a truncating stream.
-pub const STAGING_PREFIX: &str = "_airbyte_tmp_raw_";
 
 /// How a stream's rows meet the rows already in its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,9 +199,10 @@ fn resolve(c: RawConfiguredStream, default_schema: &str) -> Result<Stream, Failu
         .or(c.stream.default_cursor_field)
         .unwrap_or_default();
     let base = names::normalize(&name);
+    let table = format!("{RAW_PREFIX}{base}");
     Ok(Stream {
-        table: format!("{RAW_PREFIX}{base}"),
-        staging_table: format!("{STAGING_PREFIX}{base}"),
+        staging_table: internal::staging_of(&table),
+        table,
         base,
         schema,
         namespace,

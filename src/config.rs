@@ -31,11 +31,15 @@ pub const MAX_THREADS: u64 = 256;
 /// 5.7-5.9 s at 256 MiB, README "Performance").
 pub const DEFAULT_MEMORY_LIMIT: &str = "128MB";
 pub const MIN_MEMORY_LIMIT_BYTES: u64 = 128_000_000;
+/// 1 PiB: far above any machine, below what overflows DuckDB's parser.
+pub const MAX_MEMORY_LIMIT_BYTES: u64 = 1 << 50;
 /// Seconds between progress reports during `write`.
 pub const DEFAULT_PROGRESS_SECONDS: u64 = 10;
 /// Relative `destination_path`s resolve under this folder when the variable
 /// is set (the Docker image sets it to `/local`, the official connector's
-/// mount), and under the working directory otherwise.
+/// mount), and under the working directory otherwise. When it is set, a
+/// path that resolves outside it (by `..`, a symlink, or an absolute path
+/// elsewhere) is refused: in the container it would be lost at exit.
 pub const LOCAL_ROOT_ENV: &str = "DESTINATION_DUCKDB_LOCAL_ROOT";
 
 /// Whether and how typed relations are kept over the raw tables.
@@ -173,9 +177,6 @@ impl Config {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "main".into());
         let schema = names::normalize_schema(&schema_raw);
-        if schema.is_empty() {
-            return Err(Failure::config("`schema` must name a schema"));
-        }
         let storage_version =
             match opt_string(obj, "storage_version")? {
                 None => DEFAULT_STORAGE_VERSION.to_string(),
@@ -186,10 +187,16 @@ impl Config {
             };
         let memory_limit = match opt_string(obj, "memory_limit")? {
             None => DEFAULT_MEMORY_LIMIT.to_string(),
-            Some(v) if memory_size_bytes(&v).is_some_and(|b| b >= MIN_MEMORY_LIMIT_BYTES) => v,
+            Some(v)
+                if memory_size_bytes(&v).is_some_and(|b| {
+                    (MIN_MEMORY_LIMIT_BYTES..=MAX_MEMORY_LIMIT_BYTES).contains(&b)
+                }) =>
+            {
+                v
+            }
             Some(_) => {
                 return Err(Failure::config(
-                    "`memory_limit` must be a size of at least 128MB, such as `512MB` or `2GB`",
+                    "`memory_limit` must be a size of at least 128MB and at most 1PiB, such as `512MB` or `2GB`",
                 ));
             }
         };
@@ -263,14 +270,68 @@ fn resolve_target(path: &str, token: Option<String>) -> Result<Target, Failure> 
         ));
     }
     let p = PathBuf::from(path);
-    if p.is_absolute() {
-        return Ok(Target::File(p));
+    let root = std::env::var_os(LOCAL_ROOT_ENV)
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from);
+    match root {
+        None => Ok(Target::File(p)),
+        Some(root) => confine(&root, &root.join(p)).map(Target::File),
     }
-    let root = std::env::var_os(LOCAL_ROOT_ENV).map(PathBuf::from);
-    Ok(Target::File(match root {
-        Some(root) => root.join(p),
-        None => p,
-    }))
+}
+
+/// `path` as the operating system will resolve it (symlinks followed, `..`
+/// applied after them), provided that is inside `root`.
+fn confine(root: &Path, path: &Path) -> Result<PathBuf, Failure> {
+    let root_real = resolve(root);
+    let real = resolve(path);
+    if real.starts_with(&root_real) && real != root_real {
+        return Ok(real);
+    }
+    Err(Failure::config(format!(
+        "`destination_path` resolves to `{}`, outside the local root `{}` ({LOCAL_ROOT_ENV}); \
+         in the Docker image only files under that mount outlive the container: \
+         use a path inside it, such as `destination.duckdb`",
+        real.display(),
+        root.display()
+    )))
+}
+
+/// Canonicalizes the longest existing ancestor of `path` (following
+/// symlinks and the `..` after them, as the OS does), then applies the
+/// remaining components, which do not exist and so hold no symlink.
+fn resolve(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    let mut base = loop {
+        if let Ok(real) = existing.canonicalize() {
+            break real;
+        }
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            // `..` or the root itself: nothing left to canonicalize.
+            _ => break PathBuf::new(),
+        }
+    };
+    if base.as_os_str().is_empty() {
+        // Nothing existed: resolve lexically from the start.
+        rest.clear();
+        for part in path.components() {
+            rest.insert(0, part.as_os_str().to_os_string());
+        }
+    }
+    for part in rest.into_iter().rev() {
+        match part.to_str() {
+            Some("..") => {
+                base.pop();
+            }
+            Some(".") => {}
+            _ => base.push(part),
+        }
+    }
+    base
 }
 
 fn is_storage_version(v: &str) -> bool {

@@ -5,7 +5,13 @@
 //! [`CATALOG`]: ATTACH is where DuckDB takes a `STORAGE_VERSION`, which a new
 //! file needs so that DuckDB 1.x readers can open it. An existing file keeps
 //! its own format.
+//!
+//! Only a DuckDB database file is ever written. DuckDB opens other files
+//! too (a CSV or Parquet file becomes a temporary, in-memory database whose
+//! data vanishes at exit; a FIFO blocks the open), so the path is looked at
+//! before DuckDB sees it, and the attached database is checked afterwards.
 
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,9 +20,12 @@ use crate::config::{Config, Target};
 use crate::duck::{DuckError, Session};
 use crate::error::Failure;
 use crate::names::literal;
+pub use crate::names::CATALOG;
 
-/// The name the destination database is attached under.
-pub const CATALOG: &str = "destination";
+/// Where a DuckDB database file says what it is: the bytes `DUCK` after an
+/// 8-byte checksum at the start of the file.
+const MAGIC: &[u8; 4] = b"DUCK";
+const MAGIC_OFFSET: usize = 8;
 
 /// Every table of the destination, (schema, table) in lowercase. Read it
 /// once where it is needed for many streams: duckdb_tables() walks the
@@ -56,12 +65,7 @@ pub fn open(config: &Config) -> Result<Database> {
 
 fn open_file(path: &Path, storage_version: &str, options: &[(&str, &str)]) -> Result<Database> {
     let label = path.display().to_string();
-    if path.is_dir() {
-        return Err(Failure::config(format!(
-            "`destination_path` `{label}` is a directory; name a file inside it"
-        ))
-        .into());
-    }
+    let is_new = inspect_existing(path, &label)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             Failure::config(format!(
@@ -79,10 +83,7 @@ fn open_file(path: &Path, storage_version: &str, options: &[(&str, &str)]) -> Re
     let temp_directory = format!("{path_text}.tmp");
     let mut options = options.to_vec();
     options.push(("temp_directory", &temp_directory));
-    let session = Session::open(":memory:", &options).context("starting DuckDB")?;
-    let is_new = std::fs::metadata(path)
-        .map(|m| m.len() == 0)
-        .unwrap_or(true);
+    let session = Session::open(":memory:", &options).map_err(settings_failure)?;
     let attach = if is_new && storage_version != "latest" {
         format!(
             "ATTACH {} AS {CATALOG} (STORAGE_VERSION {})",
@@ -95,10 +96,96 @@ fn open_file(path: &Path, storage_version: &str, options: &[(&str, &str)]) -> Re
     session
         .execute(&attach)
         .map_err(|e| attach_failure(&label, e))?;
+    verify_attached(&session, &label)?;
     session
         .execute(&format!("USE {CATALOG}"))
         .context("selecting the destination database")?;
     Ok(Database { session, label })
+}
+
+/// Refuses anything at `path` that is not a DuckDB database file, without
+/// opening it unless it is a regular file. Returns whether the database is
+/// new (no file, or an empty one, which is removed).
+fn inspect_existing(path: &Path, label: &str) -> Result<bool, Failure> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        // Missing, or under a file: creating its folder says why.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(true)
+        }
+        Err(e) => {
+            return Err(Failure::config(format!(
+                "cannot inspect `destination_path` `{label}`: {e}"
+            )))
+        }
+    };
+    if meta.is_dir() {
+        return Err(Failure::config(format!(
+            "`destination_path` `{label}` is a directory; name a file inside it"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(Failure::config(format!(
+            "`destination_path` `{label}` is not a regular file (a FIFO, socket or device); \
+             name a DuckDB database file"
+        )));
+    }
+    if meta.len() == 0 {
+        // An empty file (`touch db.duckdb`) holds nothing to lose, but
+        // DuckDB refuses to attach it: it makes way for a new database.
+        std::fs::remove_file(path).map_err(|e| {
+            Failure::config(format!(
+                "`destination_path` `{label}` is an empty file that cannot be replaced by a database: {e}"
+            ))
+        })?;
+        return Ok(true);
+    }
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| Failure::config(format!("cannot read `destination_path` `{label}`: {e}")))?;
+    let mut head = [0u8; MAGIC_OFFSET + MAGIC.len()];
+    if file.read_exact(&mut head).is_ok() && &head[MAGIC_OFFSET..] == MAGIC {
+        return Ok(false);
+    }
+    Err(Failure::config(format!(
+        "`destination_path` `{label}` exists and is not a DuckDB database file (a CSV, JSON, \
+         Parquet, SQLite or other file?); it is left untouched: name a new or DuckDB file"
+    )))
+}
+
+/// Checks that what DuckDB attached is a persistent DuckDB database at the
+/// path, not a temporary or foreign one.
+fn verify_attached(session: &Session, label: &str) -> Result<()> {
+    let row = session
+        .query(&format!(
+            "SELECT type, path IS NOT NULL AND path <> '', readonly FROM duckdb_databases() \
+             WHERE database_name = '{CATALOG}'"
+        ))
+        .context("inspecting the attached database")?;
+    match row.first().map(|r| &r[..]) {
+        Some([Some(kind), Some(persistent), Some(readonly)])
+            if kind == "duckdb" && persistent == "true" && readonly == "false" =>
+        {
+            Ok(())
+        }
+        _ => Err(Failure::config(format!(
+            "`{label}` did not open as a writable DuckDB database file; name a new or DuckDB file"
+        ))
+        .into()),
+    }
+}
+
+/// DuckDB refused a start-up setting: the config's value (`memory_limit`,
+/// `threads`) was validated, so this is a value DuckDB cannot use here.
+fn settings_failure(e: DuckError) -> anyhow::Error {
+    let failure = Failure::config(format!(
+        "DuckDB refused a setting from the config (`memory_limit` or `threads`): {e}"
+    ));
+    anyhow::Error::new(e).context(failure)
 }
 
 fn attach_failure(label: &str, e: DuckError) -> anyhow::Error {
@@ -107,23 +194,48 @@ fn attach_failure(label: &str, e: DuckError) -> anyhow::Error {
             "the database `{label}` is locked by another process (a DuckDB CLI, notebook or another sync?); \
              close it and retry"
         ))
-    } else if e.0.contains("Permission denied")
-        || e.0.contains("Read-only")
-        || e.0.contains("read-only")
-    {
+    } else if e.is_permission_denied() {
         Failure::config(format!(
             "cannot write the database `{label}`: permission denied or read-only location"
         ))
-    } else if e.0.contains("not a valid DuckDB database") || e.0.contains("version number") {
+    } else if e.text().contains("not a valid DuckDB database")
+        || e.text().contains("version number")
+    {
         Failure::config(format!(
             "`{label}` is not a DuckDB database this version can open (a newer DuckDB, or another kind of file)"
         ))
     } else {
-        // DuckDB's first line says why (a missing folder, an IO error).
-        let why = e.0.lines().next().unwrap_or("").trim();
-        Failure::config(format!("cannot open the database `{label}`: {why}"))
+        // DuckDB's (scrubbed) first line says why (a missing folder, an IO error).
+        Failure::config(format!("cannot open the database `{label}`: {e}"))
     };
     anyhow::Error::new(e).context(failure)
+}
+
+/// The user's to fix, wherever in a sync it happens: a full disk, a
+/// file-size limit, or a location that refuses writes (a read-only folder
+/// lets DuckDB open the file but not create its WAL). DuckDB's own text
+/// stays in the internal message.
+pub fn storage_failure(e: anyhow::Error, label: &str) -> anyhow::Error {
+    let duck = e.chain().find_map(|c| c.downcast_ref::<DuckError>());
+    let text = format!("{e:#}");
+    let full = duck.is_some_and(DuckError::is_storage_full)
+        || text.contains("No space left on device")
+        || text.contains("File too large");
+    let denied = duck.is_some_and(DuckError::is_permission_denied);
+    let failure = if full {
+        Failure::config(format!(
+            "the disk holding `{label}` is full, or a file-size limit was reached, while writing; \
+             free space and retry (everything up to the last echoed state is saved)"
+        ))
+    } else if denied {
+        Failure::config(format!(
+            "cannot write the database `{label}` or the files beside it (`.wal`, `.tmp`): \
+             permission denied or read-only location"
+        ))
+    } else {
+        return e;
+    };
+    e.context(failure)
 }
 
 fn open_motherduck(path: &str, token: Option<&str>) -> Result<Database> {
@@ -137,10 +249,10 @@ fn open_motherduck(path: &str, token: Option<&str>) -> Result<Database> {
     let session = Session::open(path, &options).map_err(|e| {
         // DuckDB's message can echo the connection string; never the token.
         let detail = match token {
-            Some(t) => e.0.replace(t, "<redacted>"),
-            None => e.0,
+            Some(t) => e.text().replace(t, "<redacted>"),
+            None => e.text().to_string(),
         };
-        anyhow::Error::new(DuckError(detail)).context(Failure::config(format!(
+        anyhow::Error::new(DuckError::ours(detail)).context(Failure::config(format!(
             "cannot connect to MotherDuck (`{path}`): this connector needs DuckDB's `motherduck` extension, \
              which it cannot download or load in this environment; write to a local file instead"
         )))

@@ -19,29 +19,146 @@ use std::ptr;
 
 use duckdb::ffi;
 
-/// An error reported by DuckDB, with its message.
+/// An error reported by DuckDB (or by this layer), with text that is safe
+/// to show.
+///
+/// DuckDB's messages quote what they could not handle: a value that did not
+/// convert, a duplicate key, a line of JSON. Those can be record contents,
+/// which must never reach a TRACE message or a log line. So DuckDB's text
+/// passes through [`scrub`] here, where it enters the program, and the raw
+/// text is never kept: no later code can leak it.
 #[derive(Debug, Clone)]
-pub struct DuckError(pub String);
+pub struct DuckError {
+    /// DuckDB's error type (`duckdb_error_type`), when it gave one.
+    kind: Option<ffi::duckdb_error_type>,
+    text: String,
+}
 
 impl std::fmt::Display for DuckError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl std::error::Error for DuckError {}
 
 impl DuckError {
-    /// DuckDB's wording when another process holds the file lock.
-    pub fn is_lock_conflict(&self) -> bool {
-        self.0.contains("Could not set lock") || self.0.contains("Conflicting lock")
+    /// An error this layer describes itself (no DuckDB text in it).
+    pub fn ours(text: impl Into<String>) -> Self {
+        DuckError {
+            kind: None,
+            text: text.into(),
+        }
     }
+
+    /// An error DuckDB reported, of `kind` when known.
+    fn duckdb(raw: &str, kind: Option<ffi::duckdb_error_type>) -> Self {
+        DuckError {
+            kind,
+            text: scrub(raw, kind),
+        }
+    }
+
+    /// The scrubbed text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// An input/output error (a file DuckDB could not open, lock, read or
+    /// write).
+    pub fn is_io(&self) -> bool {
+        self.kind == Some(ffi::duckdb_error_type_DUCKDB_ERROR_IO)
+    }
+
+    /// DuckDB's wording when another process holds the file lock. DuckDB
+    /// gives lock conflicts no error type of their own (they are IO errors),
+    /// so the text decides.
+    pub fn is_lock_conflict(&self) -> bool {
+        self.text.contains("Could not set lock") || self.text.contains("Conflicting lock")
+    }
+
+    /// DuckDB has no error type for "the file system refused": its IO errors
+    /// carry the operating system's words, which the text decides on.
+    pub fn is_permission_denied(&self) -> bool {
+        ["Permission denied", "Read-only file system", "read-only"]
+            .iter()
+            .any(|w| self.text.contains(w))
+    }
+
+    /// A full disk or a file-size limit (the OS's words, as above).
+    pub fn is_storage_full(&self) -> bool {
+        self.text.contains("No space left on device") || self.text.contains("File too large")
+    }
+}
+
+/// DuckDB error types whose message is about a value: a conversion, a
+/// range, a constraint, malformed input. Their detail quotes the value,
+/// which may be record contents, so it is withheld altogether.
+const VALUE_ERRORS: [ffi::duckdb_error_type; 9] = [
+    ffi::duckdb_error_type_DUCKDB_ERROR_OUT_OF_RANGE,
+    ffi::duckdb_error_type_DUCKDB_ERROR_CONVERSION,
+    ffi::duckdb_error_type_DUCKDB_ERROR_DECIMAL,
+    ffi::duckdb_error_type_DUCKDB_ERROR_MISMATCH_TYPE,
+    ffi::duckdb_error_type_DUCKDB_ERROR_INVALID_TYPE,
+    ffi::duckdb_error_type_DUCKDB_ERROR_SERIALIZATION,
+    ffi::duckdb_error_type_DUCKDB_ERROR_CONSTRAINT,
+    ffi::duckdb_error_type_DUCKDB_ERROR_INDEX,
+    ffi::duckdb_error_type_DUCKDB_ERROR_INVALID_INPUT,
+];
+
+/// The one scrubber of DuckDB error text. It keeps DuckDB's category and
+/// wording, which say what went wrong, and drops whatever can quote data:
+/// everything of a value error but its first words, every line after the
+/// first (SQL echoes, candidate lists), anything after `input:`, and the
+/// inside of every quoted span (`"..."`, `'...'`).
+pub fn scrub(raw: &str, kind: Option<ffi::duckdb_error_type>) -> String {
+    let first = raw.lines().next().unwrap_or("").trim();
+    if kind.is_some_and(|k| VALUE_ERRORS.contains(&k)) {
+        // "Conversion Error: Could not convert ..." -> "Conversion Error".
+        let category = first.split(':').next().unwrap_or("").trim();
+        let category = if category.len() <= 40 && !category.contains(['"', '\'']) {
+            category
+        } else {
+            "DuckDB error"
+        };
+        return format!("{category} (details withheld: they may quote record contents)");
+    }
+    let cut = first
+        .to_ascii_lowercase()
+        .find("input:")
+        .map_or(first.len(), |i| i + "input:".len());
+    let mut out = String::with_capacity(cut + 8);
+    let mut open: Option<char> = None;
+    for c in first[..cut].chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push('\u{2026}');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '\'' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if let Some(q) = open {
+        out.push('\u{2026}');
+        out.push(q);
+    }
+    if cut < first.len() {
+        out.push_str(" \u{2026}");
+    }
+    out
 }
 
 type Result<T> = std::result::Result<T, DuckError>;
 
 fn cstring(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| DuckError("text passed to DuckDB contains a NUL byte".into()))
+    CString::new(s).map_err(|_| DuckError::ours("text passed to DuckDB contains a NUL byte"))
 }
 
 unsafe fn message(p: *const c_char, fallback: &str) -> String {
@@ -71,17 +188,23 @@ impl Session {
             let mut config: ffi::duckdb_config = ptr::null_mut();
             if ffi::duckdb_create_config(&mut config) != ffi::DuckDBSuccess {
                 ffi::duckdb_destroy_config(&mut config);
-                return Err(DuckError(
-                    "DuckDB could not allocate a configuration".into(),
-                ));
+                return Err(DuckError::ours("DuckDB could not allocate a configuration"));
             }
             for (name, value) in options {
-                let (n, v) = (cstring(name)?, cstring(value)?);
-                if ffi::duckdb_set_config(config, n.as_ptr(), v.as_ptr()) != ffi::DuckDBSuccess {
+                let refused = match (cstring(name), cstring(value)) {
+                    (Ok(n), Ok(v)) => {
+                        ffi::duckdb_set_config(config, n.as_ptr(), v.as_ptr()) != ffi::DuckDBSuccess
+                    }
+                    _ => true,
+                };
+                if refused {
+                    // Destroyed on every exit path: an early return here
+                    // would leak the configuration.
                     ffi::duckdb_destroy_config(&mut config);
-                    return Err(DuckError(format!(
-                        "DuckDB refused the setting `{name}` = `{value}`"
-                    )));
+                    return Err(DuckError {
+                        kind: Some(ffi::duckdb_error_type_DUCKDB_ERROR_SETTINGS),
+                        text: format!("DuckDB refused the setting `{name}`"),
+                    });
                 }
             }
             let mut db: ffi::duckdb_database = ptr::null_mut();
@@ -93,12 +216,12 @@ impl Session {
                 if !err.is_null() {
                     ffi::duckdb_free(err.cast());
                 }
-                return Err(DuckError(msg));
+                return Err(DuckError::duckdb(&msg, None));
             }
             let mut con: ffi::duckdb_connection = ptr::null_mut();
             if ffi::duckdb_connect(db, &mut con) != ffi::DuckDBSuccess {
                 ffi::duckdb_close(&mut db);
-                return Err(DuckError("DuckDB could not open a connection".into()));
+                return Err(DuckError::ours("DuckDB could not open a connection"));
             }
             Ok(Session { db, con })
         }
@@ -118,8 +241,9 @@ impl Session {
             let rc = ffi::duckdb_query(self.con, c_sql.as_ptr(), &mut res);
             if rc != ffi::DuckDBSuccess {
                 let msg = message(ffi::duckdb_result_error(&mut res), "DuckDB query failed");
+                let kind = ffi::duckdb_result_error_type(&mut res);
                 ffi::duckdb_destroy_result(&mut res);
-                return Err(DuckError(msg));
+                return Err(DuckError::duckdb(&msg, Some(kind)));
             }
             let cols = ffi::duckdb_column_count(&mut res);
             let rows = ffi::duckdb_row_count(&mut res);
@@ -164,6 +288,50 @@ impl Session {
             .into_iter()
             .next()
             .and_then(|row| row.into_iter().next().flatten()))
+    }
+}
+
+/// An open transaction on a [`Session`]: [`Transaction::commit`] ends it;
+/// dropped without a commit (an error on the way), it rolls back, and a
+/// rollback that fails is logged, not ignored.
+pub struct Transaction<'s> {
+    session: &'s Session,
+    open: bool,
+}
+
+impl Session {
+    /// Starts a transaction.
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        self.execute("BEGIN TRANSACTION")?;
+        Ok(Transaction {
+            session: self,
+            open: true,
+        })
+    }
+
+    /// Rolls back the open transaction, if any: DuckDB has already ended
+    /// one whose COMMIT failed. Anything else that fails is logged.
+    pub fn rollback(&self) {
+        if let Err(e) = self.execute("ROLLBACK") {
+            if !e.text().contains("no transaction is active") {
+                tracing::warn!("rollback failed: {e}");
+            }
+        }
+    }
+}
+
+impl Transaction<'_> {
+    pub fn commit(mut self) -> Result<()> {
+        self.open = false;
+        self.session.execute("COMMIT")
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.session.rollback();
+        }
     }
 }
 
@@ -255,7 +423,7 @@ impl<'s> Appender<'s> {
             }
             let count = ffi::duckdb_appender_column_count(app);
             if count != 5 {
-                return Err(DuckError(format!(
+                return Err(DuckError::ours(format!(
                     "appender has {count} columns, expected 5"
                 )));
             }
@@ -269,20 +437,23 @@ impl<'s> Appender<'s> {
                     }
                     ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => Physical::BigInt,
                     other => {
-                        return Err(DuckError(format!(
+                        return Err(DuckError::ours(format!(
                             "column `{}` of {schema}.{table} has an unsupported type (DuckDB type id {other})",
                             columns[i]
                         )))
                     }
                 };
                 if physical != *expected {
-                    return Err(DuckError(format!(
+                    return Err(DuckError::ours(format!(
                         "column `{}` of {schema}.{table} has type {physical:?}, expected {expected:?}",
                         columns[i]
                     )));
                 }
             }
             this.chunk = ffi::duckdb_create_data_chunk(this.types.as_mut_ptr(), 5);
+            if this.chunk.is_null() {
+                return Err(DuckError::ours("DuckDB could not allocate a data chunk"));
+            }
             this.load_vectors();
             Ok(this)
         }
@@ -290,13 +461,14 @@ impl<'s> Appender<'s> {
 
     unsafe fn error(&self, fallback: &str) -> DuckError {
         if self.app.is_null() {
-            return DuckError(fallback.to_string());
+            return DuckError::ours(fallback);
         }
         unsafe {
             let mut data = ffi::duckdb_appender_error_data(self.app);
             let msg = message(ffi::duckdb_error_data_message(data), fallback);
+            let kind = ffi::duckdb_error_data_error_type(data);
             ffi::duckdb_destroy_error_data(&mut data);
-            DuckError(msg)
+            DuckError::duckdb(&msg, Some(kind))
         }
     }
 
@@ -409,6 +581,50 @@ impl Drop for Appender<'_> {
             for ty in &mut self.types {
                 ffi::duckdb_destroy_logical_type(ty);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_keeps_the_wording_and_drops_quoted_values() {
+        let io = Some(ffi::duckdb_error_type_DUCKDB_ERROR_IO);
+        let lock = scrub(
+            "IO Error: Could not set lock on file \"/d/db.duckdb\": Conflicting lock is held",
+            io,
+        );
+        assert_eq!(
+            lock,
+            "IO Error: Could not set lock on file \"\u{2026}\": Conflicting lock is held"
+        );
+        let json = scrub(
+            "Invalid Input Error: Malformed JSON at byte 2 of input: unexpected. Input: {\"k\":\"SECRET\"}",
+            None,
+        );
+        assert!(!json.contains("SECRET"), "{json}");
+        let binder = scrub(
+            "Binder Error: Referenced column \"SECRET\" not found\n\nLINE 1: SELECT 'SECRET'",
+            Some(ffi::duckdb_error_type_DUCKDB_ERROR_BINDER),
+        );
+        assert!(!binder.contains("SECRET"), "{binder}");
+        let unterminated = scrub("Error: 'SECRET", None);
+        assert!(!unterminated.contains("SECRET"), "{unterminated}");
+    }
+
+    #[test]
+    fn value_errors_keep_only_their_category() {
+        for kind in VALUE_ERRORS {
+            let text = scrub(
+                "Constraint Error: Duplicate key \"_airbyte_data: SECRET 42\" violates primary key",
+                Some(kind),
+            );
+            assert_eq!(
+                text,
+                "Constraint Error (details withheld: they may quote record contents)"
+            );
         }
     }
 }

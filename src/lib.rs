@@ -11,6 +11,7 @@ pub mod database;
 pub mod duck;
 pub mod emit;
 pub mod error;
+pub mod internal;
 pub mod names;
 pub mod pipeline;
 pub mod protocol;

@@ -13,6 +13,8 @@
 //!   for `state.destinationStats`, which is set to `{"recordCount":N.0}`.
 //! * `TRACE` of type `STREAM_STATUS`: `{"stream_status":{"stream_descriptor":
 //!   {...},"status":"COMPLETE"|...}}` marks a stream as finished.
+//! * `TRACE` of type `ERROR`: the source failed; a truncating stream that
+//!   never reported a status is then not swapped in at EOF.
 //! * Everything else (`LOG`, other `TRACE`s, `CONTROL`, unknown types) is
 //!   ignored.
 //!
@@ -35,6 +37,8 @@ pub enum Message<'a> {
         descriptor: Descriptor<'a>,
         status: Cow<'a, str>,
     },
+    /// A TRACE of type ERROR: the source reports a failure.
+    SourceError,
     /// LOG, CONTROL, TRACE other than STREAM_STATUS, unknown types.
     Ignored {
         kind: Cow<'a, str>,
@@ -44,7 +48,8 @@ pub enum Message<'a> {
 #[derive(Debug)]
 pub struct Record<'a> {
     pub descriptor: Descriptor<'a>,
-    pub emitted_at_ms: i64,
+    /// `emitted_at` in microseconds, within what a DuckDB timestamp holds.
+    pub emitted_at_micros: i64,
     /// The exact text of `record.data`, always a JSON object.
     pub data: &'a str,
     /// The exact text of `record.meta.changes`, when it is a non-empty array.
@@ -184,15 +189,21 @@ fn string_field<'a>(
     }
 }
 
-/// Parses `emitted_at`: an integer of epoch milliseconds. An integral float
-/// (`1.6e12`) is accepted because some sources write them.
+/// Parses `emitted_at`, an integer of epoch milliseconds, into
+/// microseconds. An integral float (`1.6e12`) is accepted because some
+/// sources write them. DuckDB's timestamps end well short of `i64` (its
+/// largest values mean infinity), hence the bound.
 fn parse_emitted_at(raw: &str) -> Result<i64, LineError> {
-    if let Ok(ms) = raw.parse::<i64>() {
-        return Ok(ms);
-    }
-    match raw.parse::<f64>() {
-        Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(f as i64),
-        _ => err("RECORD `emitted_at` must be an integer number of epoch milliseconds"),
+    let ms = match raw.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => match raw.parse::<f64>() {
+            Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.2e18 => f as i64,
+            _ => return err("RECORD `emitted_at` must be an integer number of epoch milliseconds"),
+        },
+    };
+    match ms.checked_mul(1000) {
+        Some(micros) if micros.unsigned_abs() < (i64::MAX / 2) as u64 => Ok(micros),
+        _ => err("RECORD `emitted_at` is out of the range of a timestamp"),
     }
 }
 
@@ -225,7 +236,7 @@ fn parse_record(raw: Option<RawRecord<'_>>) -> Result<Record<'_>, LineError> {
         return err("a RECORD has no `stream`");
     };
     let namespace = string_field(raw.namespace, "RECORD `namespace`")?;
-    let emitted_at_ms = match raw.emitted_at {
+    let emitted_at_micros = match raw.emitted_at {
         Some(v) if v.get() != "null" => parse_emitted_at(v.get())?,
         _ => return err("a RECORD has no `emitted_at`"),
     };
@@ -254,7 +265,7 @@ fn parse_record(raw: Option<RawRecord<'_>>) -> Result<Record<'_>, LineError> {
             name: stream,
             namespace,
         },
-        emitted_at_ms,
+        emitted_at_micros,
         data,
         changes,
     })
@@ -280,11 +291,14 @@ fn parse_state(raw: &RawValue) -> Result<State<'_>, LineError> {
     })
 }
 
-/// A TRACE is only interesting when it is a well-formed STREAM_STATUS.
+/// A TRACE is only interesting when it is an ERROR or a well-formed
+/// STREAM_STATUS.
 fn parse_trace(raw: Option<&RawValue>) -> Option<Message<'_>> {
     let head: TraceHead<'_> = serde_json::from_str(raw?.get()).ok()?;
-    if head.kind.as_deref() != Some("STREAM_STATUS") {
-        return None;
+    match head.kind.as_deref() {
+        Some("ERROR") => return Some(Message::SourceError),
+        Some("STREAM_STATUS") => {}
+        _ => return None,
     }
     let status = head.stream_status?;
     Some(Message::StreamStatus {
@@ -295,7 +309,9 @@ fn parse_trace(raw: Option<&RawValue>) -> Option<Message<'_>> {
 
 /// Renders the echo of a STATE line: the line exactly as received, with
 /// `state.destinationStats` replaced (or appended as the last member of the
-/// state object) by `{"recordCount":<count>.0}`.
+/// state object) by `{"recordCount":<count>.0}`. A state that holds the key
+/// more than once keeps only the last (the one JSON parsers read), replaced:
+/// no stale count survives.
 ///
 /// `state_raw` must be the `raw` of a [`State`] parsed from `line`.
 pub fn state_echo(line: &str, state_raw: &str, record_count: u64) -> String {
@@ -308,9 +324,20 @@ pub fn state_echo(line: &str, state_raw: &str, record_count: u64) -> String {
     let (members, close) = object_members(state_raw);
     let mut out = String::with_capacity(line.len() + stats.len() + 24);
     out.push_str(&line[..start]);
-    match members.iter().find(|m| m.key == "destinationStats") {
-        Some(m) => {
-            out.push_str(&state_raw[..m.value.start]);
+    let stats_at: Vec<usize> = (0..members.len())
+        .filter(|&i| members[i].key == "destinationStats")
+        .collect();
+    match stats_at.split_last() {
+        Some((&last, earlier)) => {
+            // Each earlier copy goes with everything up to the next
+            // member's key (its comma and spacing); one always follows.
+            let mut from = 0;
+            for &i in earlier {
+                out.push_str(&state_raw[from..members[i].key_start]);
+                from = members[i + 1].key_start;
+            }
+            let m = &members[last];
+            out.push_str(&state_raw[from..m.value.start]);
             out.push_str(&stats);
             out.push_str(&state_raw[m.value.end..]);
         }
@@ -330,6 +357,8 @@ pub fn state_echo(line: &str, state_raw: &str, record_count: u64) -> String {
 
 struct Member {
     key: String,
+    /// Where the key's opening quote is.
+    key_start: usize,
     value: Range<usize>,
 }
 
@@ -347,6 +376,7 @@ fn object_members(text: &str) -> (Vec<Member>, usize) {
             Some(b'}') | None => return (members, i),
             Some(b',') => i = skip_ws(b, i + 1),
             Some(b'"') => {
+                let i_key = i;
                 let key_end = scan_string(b, i);
                 let key = serde_json::from_str::<String>(&text[i..key_end]).unwrap_or_default();
                 i = skip_ws(b, key_end);
@@ -355,6 +385,7 @@ fn object_members(text: &str) -> (Vec<Member>, usize) {
                 let value_end = scan_value(b, value_start);
                 members.push(Member {
                     key,
+                    key_start: i_key,
                     value: value_start..value_end,
                 });
                 i = skip_ws(b, value_end);
@@ -450,6 +481,15 @@ mod tests {
     }
 
     #[test]
+    fn echo_keeps_one_stats_key_when_the_state_had_several() {
+        let line = r#"{"type":"STATE","state":{"destinationStats":{"recordCount":1},"a":1, "destinationStats" : {"recordCount":2},"b":2,"destinationStats":{"recordCount":3}}}"#;
+        assert_eq!(
+            echo(line, 7),
+            r#"{"type":"STATE","state":{"a":1, "b":2,"destinationStats":{"recordCount":7.0}}}"#
+        );
+    }
+
+    #[test]
     fn echo_of_empty_state_object() {
         assert_eq!(
             echo(r#"{"state":{ },"type":"STATE"}"#, 1),
@@ -478,7 +518,7 @@ mod tests {
             panic!()
         };
         assert_eq!(r.descriptor.namespace(), "");
-        assert_eq!(r.emitted_at_ms, 1500);
+        assert_eq!(r.emitted_at_micros, 1_500_000);
         assert_eq!(r.data, r#"{"a":1e400}"#);
         assert_eq!(r.changes, Some(r#"[{"field":"a"}]"#));
     }

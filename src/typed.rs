@@ -17,20 +17,23 @@
 //! they stay stable across syncs: a property once given a column keeps it
 //! (its type may widen), and properties that leave the schema keep their
 //! column.
+//!
+//! A dedup cursor compares by its value: a typed column by its type; a
+//! nested, undeclared, string or JSON cursor by its JSON value (see
+//! [`json_order`]), so views and tables agree whatever the schema says.
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::catalog::{Stream, RAW_PREFIX, STAGING_PREFIX};
+use crate::catalog::Stream;
 use crate::config::TypedOutput;
 use crate::database::CATALOG;
 use crate::duck::Session;
-use crate::names::{literal, quote};
-use crate::pipeline::tables::{fnv1a64, free_name, stream_key, REGISTRY_SCHEMA, REGISTRY_TABLE};
-
-pub const TYPED_REGISTRY: &str = "typed_relations";
+use crate::internal::{self, Work, RAW_PREFIX, STREAM_TABLES, TYPED_RELATIONS};
+use crate::names::{literal, qualified, qualified_schema, quote};
+use crate::pipeline::tables::{fnv1a64, free_name, stream_key};
 
 /// The metadata columns every typed relation starts with.
 const META_COLUMNS: [&str; 4] = [
@@ -313,20 +316,40 @@ pub struct Typed {
 struct Query<'a> {
     stream: &'a Stream,
     columns: &'a [Column],
+    /// How the raw table is named in the SQL: fully qualified in statements;
+    /// `"<schema>"."<table>"` inside a view's definition, which must still
+    /// resolve when a client opens the file under its own catalog name (no
+    /// schema is named like a catalog, see `names::RESERVED_SCHEMAS`).
+    raw: String,
 }
 
 /// Key and cursor expressions of a dedup relation: a typed column where the
-/// path is a top-level property, else the raw JSON text at the path.
+/// path is a top-level property, else the raw JSON at the path (its text
+/// for keys, its JSON value for the cursor).
 enum KeyExpr {
-    Column(String),
+    Column(String, ColType),
     Raw(usize),
 }
 
-impl Query<'_> {
+impl<'a> Query<'a> {
+    /// The query behind a view (`in_view`) or a statement.
+    fn new(stream: &'a Stream, columns: &'a [Column], in_view: bool) -> Self {
+        let raw = if in_view {
+            format!("{}.{}", quote(&stream.schema), quote(&stream.table))
+        } else {
+            qualified(&stream.schema, &stream.table)
+        };
+        Query {
+            stream,
+            columns,
+            raw,
+        }
+    }
+
     fn key_expr(&self, path: &[String], raw_slot: usize) -> KeyExpr {
         if let [single] = path {
             if let Some(c) = self.columns.iter().find(|c| &c.property == single) {
-                return KeyExpr::Column(c.name.clone());
+                return KeyExpr::Column(c.name.clone(), c.ty);
             }
         }
         KeyExpr::Raw(raw_slot)
@@ -356,17 +379,16 @@ impl Query<'_> {
     fn keys_are_columns(&self) -> bool {
         self.keys()
             .iter()
-            .all(|(k, _)| matches!(k, KeyExpr::Column(_)))
+            .all(|(k, _)| matches!(k, KeyExpr::Column(..)))
             && self
                 .cursor()
-                .is_none_or(|(k, _)| matches!(k, KeyExpr::Column(_)))
+                .is_none_or(|(k, _)| matches!(k, KeyExpr::Column(..)))
     }
 
     /// Typed rows of the raw table (optionally only `rowid > after`), with
-    /// helper columns `_airbyte_raw_rowid`, `_airbyte_k<i>`,
-    /// `_airbyte_cursor` and `_airbyte_deleted`.
+    /// helper columns `_airbyte_raw_rowid`, `_airbyte_k<i>`, the cursor's
+    /// order keys (see [`Query::cursor_keys`]) and `_airbyte_deleted`.
     fn typed_rows(&self, after: Option<i64>) -> String {
-        let s = self.stream;
         // Level 1: the raw values.
         let mut l1 = vec![
             "rowid AS _airbyte_raw_rowid".to_string(),
@@ -388,10 +410,11 @@ impl Query<'_> {
                  json_type(_airbyte_data, [{list}]) AS _airbyte_types"
             ));
         }
-        for (k, path) in self.keys().into_iter().chain(self.cursor()) {
+        let keys = self.keys().into_iter().map(|k| (k, "->>"));
+        for ((k, path), op) in keys.chain(self.cursor().map(|k| (k, "->"))) {
             let KeyExpr::Raw(slot) = k else { continue };
             l1.push(format!(
-                "_airbyte_data ->> {} AS _airbyte_r{slot}",
+                "_airbyte_data {op} {} AS _airbyte_r{slot}",
                 if path.iter().any(|p| p.contains('\0')) {
                     "NULL".to_string()
                 } else {
@@ -400,12 +423,7 @@ impl Query<'_> {
             ));
         }
         let filter = after.map_or(String::new(), |w| format!(" WHERE rowid > {w}"));
-        let l1 = format!(
-            "SELECT {} FROM {}.{}{filter}",
-            l1.join(", "),
-            quote(&s.schema),
-            quote(&s.table)
-        );
+        let l1 = format!("SELECT {} FROM {}{filter}", l1.join(", "), self.raw);
         let mut l1b = vec!["*".to_string()];
         for i in 0..self.columns.len() {
             l1b.push(format!(
@@ -475,11 +493,7 @@ impl Query<'_> {
         for (i, (k, _)) in self.keys().iter().enumerate() {
             l3.push(format!("{} AS _airbyte_k{i}", key_sql(k)));
         }
-        l3.push(format!(
-            "{} AS _airbyte_cursor",
-            self.cursor()
-                .map_or("NULL".to_string(), |(k, _)| key_sql(&k))
-        ));
+        l3.push(self.cursor_keys());
         let deleted = match self
             .columns
             .iter()
@@ -502,8 +516,23 @@ impl Query<'_> {
             .join(", ")
     }
 
+    /// The cursor's order keys `_airbyte_cr` (rank), `_airbyte_cn`
+    /// (number) and `_airbyte_cs` (text), all NULL without a cursor value.
+    fn cursor_keys(&self) -> String {
+        let [rank, number, text] = match self.cursor() {
+            None => ["NULL".to_string(), "NULL".to_string(), "NULL".to_string()],
+            Some((k, _)) => cursor_order(&k),
+        };
+        format!(
+            "{rank} AS _airbyte_cr, ({number})::DOUBLE AS _airbyte_cn, ({text})::VARCHAR AS _airbyte_cs"
+        )
+    }
+
     fn order_by(&self, seq: &str) -> String {
-        format!("_airbyte_cursor DESC NULLS LAST, _airbyte_emitted_at DESC NULLS LAST, {seq} DESC")
+        format!(
+            "_airbyte_cr DESC NULLS LAST, _airbyte_cn DESC NULLS LAST, _airbyte_cs DESC NULLS LAST, \
+             _airbyte_emitted_at DESC NULLS LAST, {seq} DESC"
+        )
     }
 
     fn partition_by(&self) -> String {
@@ -542,9 +571,99 @@ impl Query<'_> {
 
 fn key_sql(k: &KeyExpr) -> String {
     match k {
-        KeyExpr::Column(name) => quote(name),
+        KeyExpr::Column(name, _) => quote(name),
         KeyExpr::Raw(slot) => format!("_airbyte_r{slot}"),
     }
+}
+
+/// Rank, number and text that order a cursor's values, latest first when
+/// sorted descending. A typed column orders by its type: numbers as
+/// numbers, dates and timestamps as instants. A string, JSON or raw
+/// (nested or undeclared) cursor orders by its JSON value ([`json_order`]).
+fn cursor_order(k: &KeyExpr) -> [String; 3] {
+    let null = || "NULL".to_string();
+    match k {
+        KeyExpr::Raw(slot) => json_order(&format!("_airbyte_r{slot}")),
+        KeyExpr::Column(name, ty) => {
+            let c = quote(name);
+            let known = |rank: u8, number: String, text: String| {
+                [
+                    format!("CASE WHEN {c} IS NOT NULL THEN {rank} END"),
+                    number,
+                    text,
+                ]
+            };
+            match ty {
+                ColType::Boolean => known(1, format!("{c}::INTEGER"), null()),
+                ColType::Bigint | ColType::Double => known(2, c.clone(), null()),
+                ColType::Timestamptz => known(3, format!("epoch_us({c})"), null()),
+                ColType::Date | ColType::Timestamp => {
+                    known(3, format!("epoch_us({c}::TIMESTAMP)"), null())
+                }
+                // Times carry no date: their text sorts as they do.
+                ColType::Time | ColType::Timetz => known(4, null(), format!("{c}::VARCHAR")),
+                ColType::Varchar => json_order(&format!("to_json({c})")),
+                ColType::Json | ColType::JsonObject | ColType::JsonArray => json_order(&c),
+            }
+        }
+    }
+}
+
+/// Orders JSON values `v` by kind, then value: booleans (rank 1) below
+/// numbers (2, numerically) below strings that are date-times (3, as
+/// instants, offsets honoured, none meaning UTC) below other strings (4,
+/// by text) below objects and arrays (5, by text). JSON null and a missing
+/// value have no rank and lose to any value.
+fn json_order(v: &str) -> [String; 3] {
+    let t = format!("json_type({v})");
+    let s = format!("({v} ->> '$')");
+    let instant = instant(&s);
+    [
+        format!(
+            "CASE {t} WHEN 'BOOLEAN' THEN 1 WHEN 'BIGINT' THEN 2 WHEN 'UBIGINT' THEN 2 \
+             WHEN 'HUGEINT' THEN 2 WHEN 'DOUBLE' THEN 2 \
+             WHEN 'VARCHAR' THEN CASE WHEN {instant} IS NULL THEN 4 ELSE 3 END \
+             WHEN 'OBJECT' THEN 5 WHEN 'ARRAY' THEN 5 END"
+        ),
+        format!(
+            "CASE {t} WHEN 'BOOLEAN' THEN ({s} = 'true')::INTEGER \
+             WHEN 'VARCHAR' THEN epoch_us({instant}) \
+             WHEN 'NULL' THEN NULL WHEN 'OBJECT' THEN NULL WHEN 'ARRAY' THEN NULL \
+             ELSE TRY_CAST({s} AS DOUBLE) END"
+        ),
+        format!(
+            "CASE WHEN {t} = 'VARCHAR' AND {instant} IS NULL THEN {s} \
+             WHEN {t} IN ('OBJECT', 'ARRAY') THEN {v}::VARCHAR END"
+        ),
+    ]
+}
+
+/// A date-time text `s` (an SQL expression) as an instant: with its offset
+/// when it has one, as UTC when it has none; NULL when it is no date-time.
+/// `Z`, `UTC` and `GMT` suffixes mean `+00`; a `T` may separate date and
+/// time.
+fn instant(s: &str) -> String {
+    let n = time_text(s);
+    let offset = TIME_OFFSET;
+    let local = format!("TRY_CAST({n} AS TIMESTAMP)");
+    format!(
+        "CASE WHEN regexp_matches({n}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?{offset}') \
+         THEN TRY_CAST({n} AS TIMESTAMP WITH TIME ZONE) \
+         WHEN isinf({local}) THEN CAST({local} AS TIMESTAMP WITH TIME ZONE) \
+         ELSE TRY_CAST({local}::VARCHAR || '+00' AS TIMESTAMP WITH TIME ZONE) END"
+    )
+}
+
+/// A time zone offset at the end of a time text (`+02`, `-0530`, `+05:30`).
+const TIME_OFFSET: &str = "\\s*[+-][0-9]{1,2}(:?[0-9]{2})?$";
+
+/// Date-time or time text `s`, normalized for DuckDB's parser: a `Z`, `UTC`
+/// or `GMT` suffix becomes `+00`, a `T`/`t` between date and time a space.
+fn time_text(s: &str) -> String {
+    format!(
+        "regexp_replace(regexp_replace(trim({s}), '\\s*([Zz]|UTC|GMT)$', '+00'), \
+         '^([0-9]{{4,}}-[0-9]{{2}}-[0-9]{{2}})[Tt ]\\s*', '\\1 ')"
+    )
 }
 
 /// The SQL that types property `i` (its JSON value `_airbyte_v<i>`, text
@@ -558,13 +677,8 @@ fn cast(i: usize, ty: ColType) -> String {
     // Numeric text: DuckDB's casts also take digit separators (`1_000`),
     // which no JSON source means as a number.
     let numeric_text = format!("{t} = 'VARCHAR' AND NOT contains({s}, '_')");
-    // Date-times and times, normalized for DuckDB's parser: a `Z`, `UTC` or
-    // `GMT` suffix becomes `+00`, a `T`/`t` between date and time a space.
-    let n = format!(
-        "regexp_replace(regexp_replace(trim({s}), '\\s*([Zz]|UTC|GMT)$', '+00'), \
-         '^([0-9]{{4,}}-[0-9]{{2}}-[0-9]{{2}})[Tt ]\\s*', '\\1 ')"
-    );
-    let offset = "\\s*[+-][0-9]{1,2}(:?[0-9]{2})?$";
+    let n = time_text(&s);
+    let offset = TIME_OFFSET;
     let is_string = format!("{t} = 'VARCHAR'");
     match ty {
         // Non-strings as their JSON text.
@@ -594,16 +708,7 @@ fn cast(i: usize, ty: ColType) -> String {
         }
         // Text without an offset is UTC, whatever the reading session's
         // time zone: the offset is added before the cast.
-        ColType::Timestamptz => {
-            let local = format!("TRY_CAST({n} AS TIMESTAMP)");
-            format!(
-                "CASE WHEN {is_string} THEN CASE \
-                 WHEN regexp_matches({n}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?{offset}') \
-                 THEN TRY_CAST({n} AS TIMESTAMP WITH TIME ZONE) \
-                 WHEN isinf({local}) THEN CAST({local} AS TIMESTAMP WITH TIME ZONE) \
-                 ELSE TRY_CAST({local}::VARCHAR || '+00' AS TIMESTAMP WITH TIME ZONE) END END"
-            )
-        }
+        ColType::Timestamptz => format!("CASE WHEN {is_string} THEN {} END", instant(&s)),
         ColType::Time => format!("CASE WHEN {is_string} THEN TRY_CAST({n} AS TIME) END"),
         ColType::Timetz => format!(
             "CASE WHEN {is_string} THEN CASE WHEN regexp_matches({n}, '{offset}') \
@@ -618,16 +723,18 @@ fn cast(i: usize, ty: ColType) -> String {
 
 /// Creates the registry table (idempotent).
 pub fn create_registry(session: &Session) -> Result<()> {
+    let registry = internal::qualified(TYPED_RELATIONS);
     session
         .execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}; \
-             CREATE TABLE IF NOT EXISTS {REGISTRY_SCHEMA}.{TYPED_REGISTRY} \
+            "CREATE SCHEMA IF NOT EXISTS {}; \
+             CREATE TABLE IF NOT EXISTS {registry} \
              (stream_key VARCHAR, schema_name VARCHAR, relation_name VARCHAR, \
               columns VARCHAR, kind VARCHAR, table_columns VARCHAR, \
               watermark BIGINT, watermark_count BIGINT, \
               updated_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp, \
               definition VARCHAR); \
-             ALTER TABLE {REGISTRY_SCHEMA}.{TYPED_REGISTRY} ADD COLUMN IF NOT EXISTS definition VARCHAR"
+             ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS definition VARCHAR",
+            qualified_schema(internal::SCHEMA)
         ))
         .context("creating the typed relation registry")
 }
@@ -637,7 +744,8 @@ pub fn create_registry(session: &Session) -> Result<()> {
 pub fn recorded_names(session: &Session) -> Result<HashSet<(String, String)>> {
     create_registry(session)?;
     Ok(session.query_pairs(&format!(
-        "SELECT lower(schema_name), lower(relation_name) FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY}"
+        "SELECT lower(schema_name), lower(relation_name) FROM {}",
+        internal::qualified(TYPED_RELATIONS)
     ))?)
 }
 
@@ -649,7 +757,8 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
     create_registry(session)?;
     let rows = session.query(&format!(
         "SELECT stream_key, lower(schema_name), relation_name, columns, kind, table_columns, \
-         watermark, watermark_count, definition FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY}"
+         watermark, watermark_count, definition FROM {}",
+        internal::qualified(TYPED_RELATIONS)
     ))?;
     let mut known: HashMap<(String, String), Typed> = HashMap::new();
     // Names no new relation may take, per schema (lowercase).
@@ -681,11 +790,10 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
         );
     }
     for (schema, table) in session.query_pairs(&format!(
-        "SELECT lower(schema_name), lower(table_name) FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
+        "SELECT lower(schema_name), lower(table_name) FROM {}",
+        internal::qualified(STREAM_TABLES)
     ))? {
-        if let Some(rest) = table.strip_prefix(RAW_PREFIX) {
-            taken.insert((schema.clone(), format!("{STAGING_PREFIX}{rest}")));
-        }
+        taken.insert((schema.clone(), internal::staging_of(&table)));
         taken.insert((schema, table));
     }
     // Tables and views someone else made are never replaced.
@@ -761,22 +869,22 @@ fn allocate(s: &Stream, taken: &mut HashSet<(String, String)>) -> String {
 }
 
 fn relation(s: &Stream, t: &Typed) -> String {
-    format!("{}.{}", quote(&s.schema), quote(&t.name))
+    qualified(&s.schema, &t.name)
 }
 
 /// Where a materialised dedup table keeps the keys whose latest row is a
 /// CDC delete (that row, typed), so that a later row only brings a key back
 /// if it beats the delete.
 fn tombstones(s: &Stream, t: &Typed) -> String {
-    format!("{REGISTRY_SCHEMA}.{}", quote(&tombstone_name(s, t)))
-}
-
-fn tombstone_name(s: &Stream, t: &Typed) -> String {
-    format!("deleted__{}__{}", s.schema, t.name)
+    internal::qualified(&internal::tombstones(&s.schema, &t.name))
 }
 
 fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
-    session.execute(&format!("DROP TABLE IF EXISTS {}", tombstones(s, t)))?;
+    session.execute(&format!(
+        "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
+        tombstones(s, t),
+        internal::qualified(&internal::legacy_tombstones(&s.schema, &t.name))
+    ))?;
     match t.kind.as_deref() {
         Some("view") => session.execute(&format!("DROP VIEW IF EXISTS {}", relation(s, t)))?,
         Some("table") => session.execute(&format!("DROP TABLE IF EXISTS {}", relation(s, t)))?,
@@ -788,9 +896,9 @@ fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
 fn record(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
     let opt = |v: Option<String>| v.map_or("NULL".to_string(), |v| literal(&v));
     session.execute(&format!(
-        "DELETE FROM {REGISTRY_SCHEMA}.{TYPED_REGISTRY} WHERE stream_key = {key} \
+        "DELETE FROM {registry} WHERE stream_key = {key} \
          AND lower(schema_name) = lower({schema}); \
-         INSERT INTO {REGISTRY_SCHEMA}.{TYPED_REGISTRY} \
+         INSERT INTO {registry} \
          (stream_key, schema_name, relation_name, columns, kind, table_columns, watermark, \
           watermark_count, definition) \
          VALUES ({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count}, {definition})",
@@ -803,19 +911,15 @@ fn record(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
         wm = t.watermark.map_or("NULL".to_string(), |w| w.0.to_string()),
         wm_count = t.watermark.map_or("NULL".to_string(), |w| w.1.to_string()),
         definition = opt(t.definition.clone()),
+        registry = internal::qualified(TYPED_RELATIONS),
     ))?;
     Ok(())
 }
 
 fn in_transaction(session: &Session, work: impl FnOnce() -> Result<()>) -> Result<()> {
-    session.execute("BEGIN TRANSACTION")?;
-    match work() {
-        Ok(()) => session.execute("COMMIT").context("committing"),
-        Err(e) => {
-            let _ = session.execute("ROLLBACK");
-            Err(e)
-        }
-    }
+    let txn = session.begin()?;
+    work()?;
+    txn.commit().context("committing")
 }
 
 /// Brings one stream's typed relation in line with `mode`, inside the
@@ -830,10 +934,7 @@ fn apply(
 ) -> Result<()> {
     match mode {
         TypedOutput::Views => {
-            let q = Query {
-                stream: s,
-                columns: &t.columns,
-            };
+            let q = Query::new(s, &t.columns, true);
             let sql = q.relation();
             let definition = format!("{:016x}", fnv1a64(sql.as_bytes()));
             if t.kind.as_deref() == Some("view")
@@ -881,11 +982,8 @@ pub fn materialise(
 ) -> Result<&'static str> {
     let mut next = t.clone();
     let columns = next.columns.clone();
-    let q = Query {
-        stream: s,
-        columns: &columns,
-    };
-    let raw = format!("{}.{}", quote(&s.schema), quote(&s.table));
+    let q = Query::new(s, &columns, false);
+    let raw = qualified(&s.schema, &s.table);
     let rel = relation(s, &next);
     let mut how = "rebuilt";
     in_transaction(session, || {
@@ -906,8 +1004,8 @@ pub fn materialise(
         let present = tables.contains(&(s.schema.to_lowercase(), next.name.to_lowercase()))
             && (!s.dedup
                 || tables.contains(&(
-                    REGISTRY_SCHEMA.to_string(),
-                    tombstone_name(s, &next).to_lowercase(),
+                    internal::SCHEMA.to_string(),
+                    internal::tombstones(&s.schema, &next.name).to_lowercase(),
                 )));
         let full = rebuild
             || !present
@@ -960,8 +1058,8 @@ fn merge(
     tombs: &str,
     after: Option<i64>,
 ) -> Result<()> {
-    let work_new = format!("{REGISTRY_SCHEMA}._airbyte_merge_new");
-    let work_all = format!("{REGISTRY_SCHEMA}._airbyte_merge_all");
+    let work_new = Work::New.qualified();
+    let work_all = Work::All.qualified();
     let out = q.output_columns();
     let keys: Vec<String> = q.keys().iter().map(|(k, _)| key_sql(k)).collect();
     let same_key = keys
@@ -975,7 +1073,6 @@ fn merge(
         .map(|(i, k)| format!("{k} AS _airbyte_k{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let cursor = q.cursor().map_or("NULL".to_string(), |(k, _)| key_sql(&k));
     let matching = format!("EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key})");
     session.execute(&format!(
         "CREATE OR REPLACE TABLE {work_new} AS SELECT {out}, _airbyte_deleted, \
@@ -989,7 +1086,10 @@ fn merge(
         rows = q.typed_rows(after),
     ))?;
     let latest = q.latest(
-        &format!("SELECT *, {key_aliases}, {cursor} AS _airbyte_cursor FROM {work_all}"),
+        &format!(
+            "SELECT *, {key_aliases}, {} FROM {work_all}",
+            q.cursor_keys()
+        ),
         "_airbyte_seq",
     );
     store_latest(session, q, &latest, rel, tombs, false)?;
@@ -1008,7 +1108,7 @@ fn store_latest(
     tombs: &str,
     create: bool,
 ) -> Result<()> {
-    let work = format!("{REGISTRY_SCHEMA}._airbyte_merge_latest");
+    let work = Work::Latest.qualified();
     let out = q.output_columns();
     let put = |target: &str, which: &str| {
         let select = format!("SELECT {out} FROM {work} WHERE {which}_airbyte_deleted");

@@ -907,7 +907,7 @@ fn typed_tables_dropped_by_hand_are_rebuilt() {
     sync(1);
     for drop in [
         "DROP TABLE main.kv",
-        "DROP TABLE _airbyte_internal.deleted__main__kv",
+        r#"DROP TABLE _airbyte_internal."deleted.main.kv""#,
     ] {
         {
             let conn = duckdb::Connection::open(h.db_path()).unwrap();

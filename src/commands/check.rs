@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::database;
 use crate::emit::Emitter;
 use crate::error::classify;
-use crate::names::{literal, quote};
+use crate::names::{literal, qualified, qualified_schema};
 
 pub fn run<W: Write>(config_path: &Path, out: &mut Emitter<W>) -> Result<()> {
     let result = Config::load(config_path).and_then(|config| probe(&config));
@@ -31,7 +31,12 @@ pub fn run<W: Write>(config_path: &Path, out: &mut Emitter<W>) -> Result<()> {
 
 fn probe(config: &Config) -> Result<()> {
     let db = database::open(config)?;
-    let schema = quote(&config.schema);
+    let label = db.label.clone();
+    write_probe(config, db).map_err(|e| database::storage_failure(e, &label))
+}
+
+fn write_probe(config: &Config, db: database::Database) -> Result<()> {
+    let schema = qualified_schema(&config.schema);
     let schema_existed = db
         .session
         .query_value(&format!(
@@ -41,27 +46,29 @@ fn probe(config: &Config) -> Result<()> {
         ))?
         .as_deref()
         != Some("0");
-    let table = quote(&format!(
-        "_airbyte_connection_check_{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let table = qualified(
+        &config.schema,
+        &format!(
+            "_airbyte_connection_check_{}",
+            uuid::Uuid::new_v4().simple()
+        ),
+    );
     let drop_schema = if schema_existed {
         String::new()
     } else {
         format!("DROP SCHEMA {schema};")
     };
     let sql = format!(
-        "BEGIN TRANSACTION; \
-         CREATE SCHEMA IF NOT EXISTS {schema}; \
-         CREATE TABLE {schema}.{table} (probe VARCHAR); \
-         INSERT INTO {schema}.{table} VALUES ('airbyte'); \
-         DROP TABLE {schema}.{table}; \
-         {drop_schema} \
-         COMMIT"
+        "CREATE SCHEMA IF NOT EXISTS {schema}; \
+         CREATE TABLE {table} (probe VARCHAR); \
+         INSERT INTO {table} VALUES ('airbyte'); \
+         DROP TABLE {table}; \
+         {drop_schema}"
     );
-    if let Err(e) = db.session.execute(&sql) {
-        let _ = db.session.execute("ROLLBACK");
-        return Err(e).with_context(|| format!("writing a probe table into `{}`", db.label));
-    }
+    let txn = db.session.begin()?;
+    db.session
+        .execute(&sql)
+        .and_then(|()| txn.commit())
+        .with_context(|| format!("writing a probe table into `{}`", db.label))?;
     db.close()
 }

@@ -9,7 +9,7 @@
 //! the input has been quiet for [`IDLE_FLUSH`]. After each commit the queued
 //! states are echoed, in order.
 //! A truncating stream is swapped in when it reports COMPLETE, or at clean
-//! EOF if it never reported a status.
+//! EOF if it never reported a status and the source reported no error.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Read, Write};
@@ -57,7 +57,18 @@ pub fn run<W: Write>(
     let catalog = Arc::new(Catalog::load(catalog_path, &config.schema)?);
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
     let db = database::open(&config)?;
-    let mut sink = Sink::prepare(&db.session, &catalog, config.memory_limit_bytes())?;
+    let label = db.label.clone();
+    run_sync(&config, &catalog, db, input, out).map_err(|e| database::storage_failure(e, &label))
+}
+
+fn run_sync<W: Write>(
+    config: &Config,
+    catalog: &Arc<Catalog>,
+    db: database::Database,
+    input: Box<dyn Read + Send>,
+    out: &mut Emitter<W>,
+) -> Result<()> {
+    let mut sink = Sink::prepare(&db.session, catalog, config.memory_limit_bytes())?;
     let mut typed = typed::prepare(&db.session, sink.streams(), config.typed_output)?;
 
     // Settings for the append phase, undone before the typed refresh and
@@ -95,7 +106,7 @@ pub fn run<W: Write>(
     .context("installing the SIGXFSZ handler")?;
 
     let (tx, rx) = mpsc::sync_channel(CHANNEL_BATCHES);
-    let reader_catalog = Arc::clone(&catalog);
+    let reader_catalog = Arc::clone(catalog);
     std::thread::Builder::new()
         .name("reader".into())
         .spawn(move || reader::run(input, reader_catalog, tx))
@@ -116,14 +127,14 @@ pub fn run<W: Write>(
         cancelled,
         held: Held::default(),
     };
-    let outcome = sync.run(&rx, &catalog);
+    let outcome = sync.run(&rx, catalog);
     if let Err(e) = outcome {
         sync.sink.rollback();
         let dropped = sync.checkpointer.discard();
         if dropped > 0 {
             tracing::warn!("{dropped} state(s) not echoed: their records were rolled back");
         }
-        return Err(storage_full(e, &db.label));
+        return Err(e);
     }
     let tables: Vec<String> = sync
         .sink
@@ -135,7 +146,6 @@ pub fn run<W: Write>(
     for line in sync.progress.summary(&tables, states) {
         sync.report(&line)?;
     }
-    let label = db.label.clone();
     for (name, _) in &append_phase {
         db.session
             .execute(&format!("RESET {name}"))
@@ -149,9 +159,7 @@ pub fn run<W: Write>(
     drop(sink);
     // States are already echoed here: a refresh or the final checkpoint that
     // fails (a full disk) loses none of the raw rows, which are in the WAL.
-    refreshed
-        .and_then(|()| db.close())
-        .map_err(|e| storage_full(e, &label))
+    refreshed.and_then(|()| db.close())
 }
 
 /// Builds or catches up every stream's typed table (`typed_output: tables`).
@@ -207,7 +215,7 @@ struct Held {
 
 impl<W: Write> SyncLoop<'_, '_, W> {
     fn run(&mut self, rx: &mpsc::Receiver<ReaderMsg>, catalog: &Catalog) -> Result<()> {
-        loop {
+        let source_failed = loop {
             if self.cancelled.load(Ordering::Relaxed) {
                 return Err(Failure::transient(
                     "the sync was cancelled (SIGTERM/SIGINT); records after the last echoed state were rolled back",
@@ -243,13 +251,24 @@ impl<W: Write> SyncLoop<'_, '_, W> {
                     self.maybe_report()?;
                 }
                 ReaderMsg::Failed(failure) => return Err(failure.into()),
-                ReaderMsg::Eof => break,
+                ReaderMsg::Eof { source_failed } => break source_failed,
             }
-        }
+        };
         self.append_held()?;
         self.commit()?;
         for (i, stream) in catalog.streams.iter().enumerate() {
-            if stream.mode == WriteMode::Truncate && !self.status_seen[i] {
+            if stream.mode != WriteMode::Truncate || self.status_seen[i] {
+                continue;
+            }
+            if source_failed {
+                // The source failed: its rows may be partial. The live
+                // table stays; the staged rows wait for the retry.
+                tracing::warn!(
+                    stream = %stream.label(),
+                    "the source reported an error and the stream sent no status: \
+                     the previous contents stay, the new rows stay staged for the retry"
+                );
+            } else {
                 self.sink.finish_truncate(i)?;
             }
         }
@@ -322,7 +341,7 @@ impl<W: Write> SyncLoop<'_, '_, W> {
             for event in &batch.events[from..to] {
                 if let Event::Record {
                     stream,
-                    emitted_at_ms,
+                    emitted_at_micros,
                     line,
                     data,
                     changes,
@@ -331,7 +350,7 @@ impl<W: Write> SyncLoop<'_, '_, W> {
                     self.sink
                         .append(
                             *stream,
-                            *emitted_at_ms,
+                            *emitted_at_micros,
                             &batch.bytes[data.clone()],
                             changes.clone().map(|c| &batch.bytes[c]),
                         )
@@ -379,18 +398,4 @@ impl<W: Write> SyncLoop<'_, '_, W> {
         self.last_commit = Instant::now();
         Ok(())
     }
-}
-
-/// A full disk or a file-size limit is the user's to fix: say so plainly
-/// (DuckDB's own text stays in the internal message).
-fn storage_full(e: anyhow::Error, label: &str) -> anyhow::Error {
-    let text = format!("{e:#}");
-    if text.contains("No space left on device") || text.contains("File too large") {
-        let failure = Failure::config(format!(
-            "the disk holding `{label}` is full, or a file-size limit was reached, while writing; \
-             free space and retry (everything up to the last echoed state is saved)"
-        ));
-        return e.context(failure);
-    }
-    e
 }

@@ -5,5 +5,6 @@
 pub mod checkpoint;
 pub mod progress;
 pub mod reader;
+pub mod repair;
 pub mod sink;
 pub mod tables;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::error::Failure;
+use crate::pipeline::repair;
 use crate::protocol::{self, Message, StateScope};
 
 /// Read buffer size.
@@ -31,8 +32,11 @@ pub enum ReaderMsg {
     Batch(Batch),
     /// Input is invalid; everything before `line` has been sent.
     Failed(Failure),
-    /// End of input, after every batch.
-    Eof,
+    /// End of input, after every batch; `source_failed`: a TRACE ERROR
+    /// came in the input.
+    Eof {
+        source_failed: bool,
+    },
 }
 
 /// Consecutive events, with record text stored contiguously in `bytes`
@@ -46,7 +50,7 @@ pub struct Batch {
 pub enum Event {
     Record {
         stream: usize,
-        emitted_at_ms: i64,
+        emitted_at_micros: i64,
         line: u64,
         data: Range<usize>,
         changes: Option<Range<usize>>,
@@ -81,6 +85,7 @@ pub fn run(input: impl Read, catalog: Arc<Catalog>, tx: SyncSender<ReaderMsg>) {
         catalog,
         batch: Batch::default(),
         line_no: 0,
+        source_failed: false,
     };
     let outcome = reader.read_all(input, &tx);
     let last = match outcome {
@@ -88,7 +93,9 @@ pub fn run(input: impl Read, catalog: Arc<Catalog>, tx: SyncSender<ReaderMsg>) {
             if reader.send(&tx).is_err() {
                 return;
             }
-            ReaderMsg::Eof
+            ReaderMsg::Eof {
+                source_failed: reader.source_failed,
+            }
         }
         Err(failure) => {
             // Events before the bad line still go out, in order.
@@ -105,6 +112,7 @@ struct Reader {
     catalog: Arc<Catalog>,
     batch: Batch,
     line_no: u64,
+    source_failed: bool,
 }
 
 struct Disconnected;
@@ -173,11 +181,14 @@ impl Reader {
     fn line(&mut self, raw: &[u8]) -> Result<(), Failure> {
         self.line_no += 1;
         let n = self.line_no;
-        let mut raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let mut raw = raw;
         if n == 1 {
             raw = raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw);
         }
-        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        // Whitespace around the JSON value (a `\r`, indentation) is not
+        // part of the message: a STATE echo is then compact.
+        let raw = raw.trim_ascii();
+        if raw.is_empty() {
             return Ok(());
         }
         let text = std::str::from_utf8(raw).map_err(|e| {
@@ -199,12 +210,10 @@ impl Reader {
                         describe_stream(r.descriptor.namespace(), &r.descriptor.name)
                     )));
                 };
-                let bytes = &mut self.batch.bytes;
-                let data = push(bytes, r.data);
-                let changes = r.changes.map(|c| push(bytes, c));
+                let (data, changes) = push_record(&mut self.batch.bytes, r.data, r.changes);
                 self.batch.events.push(Event::Record {
                     stream,
-                    emitted_at_ms: r.emitted_at_ms,
+                    emitted_at_micros: r.emitted_at_micros,
                     line: n,
                     data,
                     changes,
@@ -237,6 +246,10 @@ impl Reader {
                     ),
                 }
             }
+            Message::SourceError => {
+                tracing::warn!(line = n, "the source reported an error (TRACE ERROR)");
+                self.source_failed = true;
+            }
             Message::Ignored { kind } => tracing::debug!(line = n, kind = %kind, "message ignored"),
         }
         Ok(())
@@ -247,6 +260,57 @@ fn push(bytes: &mut String, s: &str) -> Range<usize> {
     let start = bytes.len();
     bytes.push_str(s);
     start..bytes.len()
+}
+
+/// The one exception to storing a record's text as it arrived: an unpaired
+/// surrogate escape (`"\ud800"`, half an emoji), which serde_json accepts
+/// but DuckDB's JSON functions cannot read, in any row of a table, once it
+/// is stored. Each becomes `\ufffd`, and `meta.changes` records which
+/// top-level field was altered. Returns where `data` and `changes` are.
+fn push_record(
+    bytes: &mut String,
+    data: &str,
+    changes: Option<&str>,
+) -> (Range<usize>, Option<Range<usize>>) {
+    let fixed_data = repair::unpaired_surrogates(data);
+    let fixed_changes = changes.and_then(repair::unpaired_surrogates);
+    if fixed_data.is_none() && fixed_changes.is_none() {
+        let data = push(bytes, data);
+        return (data, changes.map(|c| push(bytes, c)));
+    }
+    let mut fields: Vec<String> = Vec::new();
+    let data = match fixed_data {
+        Some(fixed) => {
+            fields = fixed.fields;
+            push(bytes, &fixed.text)
+        }
+        None => push(bytes, data),
+    };
+    if fixed_changes.is_some() {
+        fields.push("_airbyte_meta.changes".to_string());
+    }
+    let earlier = fixed_changes
+        .map(|f| f.text)
+        .or(changes.map(str::to_string));
+    // The members of the earlier array (a JSON array's text: brackets
+    // stripped), then one change per altered field.
+    let mut members: Vec<String> = earlier
+        .as_deref()
+        .map(|e| e.trim())
+        .and_then(|e| e.strip_prefix('[')?.strip_suffix(']'))
+        .map(str::trim)
+        .filter(|inner| !inner.is_empty())
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    members.extend(fields.iter().map(|field| {
+        format!(
+            r#"{{"field":{},"change":"TRUNCATED","reason":"DESTINATION_SERIALIZATION_ERROR"}}"#,
+            serde_json::Value::from(field.as_str())
+        )
+    }));
+    let changes = push(bytes, &format!("[{}]", members.join(",")));
+    (data, Some(changes))
 }
 
 fn describe_stream(namespace: &str, name: &str) -> String {

@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, Stream, WriteMode};
 use crate::database::CATALOG;
 use crate::duck::{Appender, Row, Session};
 use crate::error::Failure;
-use crate::names::quote;
+use crate::names::{literal, qualified, qualified_schema};
 use crate::pipeline::tables;
 
 pub const COLUMNS: [&str; 5] = [
@@ -122,18 +122,10 @@ impl<'s> Sink<'s> {
     pub fn append(
         &mut self,
         stream: usize,
-        emitted_at_ms: i64,
+        emitted_at_micros: i64,
         data: &str,
         changes: Option<&str>,
     ) -> Result<()> {
-        let Some(micros) = emitted_at_ms
-            .checked_mul(1000)
-            .filter(|m| m.abs() < i64::MAX / 2)
-        else {
-            bail!(Failure::config(
-                "RECORD `emitted_at` is out of the range of a timestamp"
-            ));
-        };
         if !self.in_transaction {
             self.session
                 .execute("BEGIN TRANSACTION")
@@ -172,7 +164,7 @@ impl<'s> Sink<'s> {
         appender
             .append(&Row {
                 ab_id: id,
-                emitted_at_micros: micros,
+                emitted_at_micros,
                 data,
                 meta,
                 generation_id: s.generation_id,
@@ -305,21 +297,7 @@ impl<'s> Sink<'s> {
             target.end_transaction();
         }
         if self.in_transaction {
-            // A failed COMMIT has already aborted the transaction.
-            if let Err(e) = self
-                .session
-                .execute("ROLLBACK")
-                .map_err(|e| e.0)
-                .or_else(|m| {
-                    if m.contains("no transaction is active") {
-                        Ok(())
-                    } else {
-                        Err(m)
-                    }
-                })
-            {
-                tracing::warn!("rollback failed: {e}");
-            }
+            self.session.rollback();
         }
         self.in_transaction = false;
     }
@@ -339,20 +317,21 @@ impl<'s> Sink<'s> {
         }
         // The appender references the staging table, which is about to go.
         target.appender = None;
-        let (schema, live, staging) = (quote(&s.schema), quote(&s.table), quote(&s.staging_table));
-        let columns = COLUMNS.join(", ");
-        let sql = format!(
-            "BEGIN TRANSACTION; \
-             DELETE FROM {schema}.{live}; \
-             INSERT INTO {schema}.{live} ({columns}) SELECT {columns} FROM {schema}.{staging}; \
-             DROP TABLE {schema}.{staging}; \
-             COMMIT"
+        let (live, staging) = (
+            qualified(&s.schema, &s.table),
+            qualified(&s.schema, &s.staging_table),
         );
-        if let Err(e) = self.session.execute(&sql) {
-            let _ = self.session.execute("ROLLBACK");
-            return Err(e)
-                .with_context(|| format!("replacing the rows of {} with the new ones", s.label()));
-        }
+        let columns = COLUMNS.join(", ");
+        let swap = || -> Result<(), crate::duck::DuckError> {
+            let txn = self.session.begin()?;
+            self.session.execute(&format!(
+                "DELETE FROM {live}; \
+                 INSERT INTO {live} ({columns}) SELECT {columns} FROM {staging}; \
+                 DROP TABLE {staging}"
+            ))?;
+            txn.commit()
+        };
+        swap().with_context(|| format!("replacing the rows of {} with the new ones", s.label()))?;
         target.table = s.table.clone();
         tracing::info!(stream = %s.label(), "overwrite complete: staged rows replaced the table's contents");
         Ok(())
@@ -364,15 +343,17 @@ fn prepare_stream(
     s: &Stream,
     existing: &HashSet<(String, String)>,
 ) -> Result<()> {
-    let schema = quote(&s.schema);
-    session.execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
     session.execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.{} ({CREATE_COLUMNS})",
-        quote(&s.table)
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        qualified_schema(&s.schema)
+    ))?;
+    session.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {} ({CREATE_COLUMNS})",
+        qualified(&s.schema, &s.table)
     ))?;
     adopt(session, &s.schema, &s.table)?;
     if s.mode == WriteMode::Truncate {
-        let staging = quote(&s.staging_table);
+        let staging = qualified(&s.schema, &s.staging_table);
         let keep = match (
             s.generation_id,
             existing.contains(&(s.schema.to_lowercase(), s.staging_table.to_lowercase())),
@@ -381,17 +362,15 @@ fn prepare_stream(
                 // A retry of the same generation keeps the rows an earlier
                 // attempt staged (and acknowledged).
                 let other = session.query_value(&format!(
-                    "SELECT count(*) FROM {schema}.{staging} WHERE _airbyte_generation_id IS DISTINCT FROM {generation}"
+                    "SELECT count(*) FROM {staging} WHERE _airbyte_generation_id IS DISTINCT FROM {generation}"
                 ))?;
                 other.as_deref() == Some("0")
             }
             _ => false,
         };
         if !keep {
-            session.execute(&format!("DROP TABLE IF EXISTS {schema}.{staging}"))?;
-            session.execute(&format!(
-                "CREATE TABLE {schema}.{staging} ({CREATE_COLUMNS})"
-            ))?;
+            session.execute(&format!("DROP TABLE IF EXISTS {staging}"))?;
+            session.execute(&format!("CREATE TABLE {staging} ({CREATE_COLUMNS})"))?;
         } else {
             tracing::info!(stream = %s.label(), "resuming the staged rows of generation {:?}", s.generation_id);
         }
@@ -408,7 +387,7 @@ fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
     // catalog: 500 streams took seconds).
     let rows = session.query(&format!(
         "SELECT lower(name) FROM pragma_table_info({})",
-        crate::names::literal(&format!("{}.{}", quote(schema), quote(table)))
+        literal(&qualified(schema, table))
     ))?;
     let present: Vec<String> = rows
         .into_iter()
@@ -428,9 +407,8 @@ fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
     ] {
         if !present.iter().any(|c| c == column) {
             session.execute(&format!(
-                "ALTER TABLE {}.{} ADD COLUMN {column} {ty}",
-                quote(schema),
-                quote(table)
+                "ALTER TABLE {} ADD COLUMN {column} {ty}",
+                qualified(schema, table)
             ))?;
             tracing::info!("added column {column} to the existing table \"{schema}\".\"{table}\"");
         }

@@ -16,7 +16,8 @@
 //!    (its low 32 bits), and `_2`, `_3`, ... should even that be taken.
 //! 3. The choice is recorded. A table that exists but is not recorded (made
 //!    by the official connector, say) goes to the first stream that claims
-//!    it, and is adopted.
+//!    it, and is adopted. A view is never taken over: the stream gets the
+//!    suffixed name.
 //!
 //! Adding a stream later therefore never renames an existing stream's table.
 
@@ -24,12 +25,10 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 
-use crate::catalog::{Stream, RAW_PREFIX, STAGING_PREFIX};
+use crate::catalog::Stream;
 use crate::duck::Session;
-use crate::names::literal;
-
-pub const REGISTRY_SCHEMA: &str = "_airbyte_internal";
-pub const REGISTRY_TABLE: &str = "stream_tables";
+use crate::internal::{self, RAW_PREFIX, STREAM_TABLES};
+use crate::names::{literal, qualified_schema, CATALOG};
 
 /// The registry key of a stream: a JSON array `[namespace, name]` (JSON so
 /// that any character, NUL included, round-trips through SQL text).
@@ -49,23 +48,30 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// Sets `table` and `staging_table` of every stream, recording new choices.
 pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
+    let registry = internal::qualified(STREAM_TABLES);
     session
         .execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {REGISTRY_SCHEMA}; \
-             CREATE TABLE IF NOT EXISTS {REGISTRY_SCHEMA}.{REGISTRY_TABLE} \
+            "CREATE SCHEMA IF NOT EXISTS {}; \
+             CREATE TABLE IF NOT EXISTS {registry} \
              (stream_key VARCHAR, schema_name VARCHAR, table_name VARCHAR, \
-              recorded_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp)"
+              recorded_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp)",
+            qualified_schema(internal::SCHEMA)
         ))
         .context("creating the stream/table registry")?;
     let rows = session
         .query(&format!(
-            "SELECT stream_key, schema_name, table_name FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
+            "SELECT stream_key, schema_name, table_name FROM {registry}"
         ))
         .context("reading the stream/table registry")?;
     // Keyed by stream and schema: a stream without a namespace moves to
     // another schema when the config's `schema` changes.
     let mut known: HashMap<(String, String), String> = HashMap::new();
-    let mut taken: HashSet<(String, String)> = HashSet::new();
+    // Views (yours, or another stream's typed view) cannot be appended to:
+    // a raw table never takes a view's name. Tables can be adopted (rule 3).
+    let mut taken: HashSet<(String, String)> = session.query_pairs(&format!(
+        "SELECT lower(schema_name), lower(view_name) FROM duckdb_views() \
+         WHERE database_name = '{CATALOG}' AND NOT internal"
+    ))?;
     for row in rows {
         if let [Some(key), Some(schema), Some(table)] = &row[..] {
             taken.insert((schema.to_lowercase(), table.to_lowercase()));
@@ -87,7 +93,7 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
     let typed_names = crate::typed::recorded_names(session)?;
     let clashes = |taken: &HashSet<(String, String)>, schema: &str, table: &str| {
         let table = table.to_lowercase();
-        let staging = format!("{STAGING_PREFIX}{}", &table[RAW_PREFIX.len()..]);
+        let staging = internal::staging_of(&table);
         taken.contains(&(schema.to_string(), table.clone()))
             || typed_names.contains(&(schema.to_string(), table))
             || typed_names.contains(&(schema.to_string(), staging))
@@ -117,7 +123,7 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
     if !inserts.is_empty() {
         session
             .execute(&format!(
-                "INSERT INTO {REGISTRY_SCHEMA}.{REGISTRY_TABLE} (stream_key, schema_name, table_name) VALUES {}",
+                "INSERT INTO {registry} (stream_key, schema_name, table_name) VALUES {}",
                 inserts.join(", ")
             ))
             .context("recording stream tables")?;
@@ -143,7 +149,7 @@ pub fn free_name(plain: &str, s: &Stream, taken: impl Fn(&str) -> bool) -> Strin
 }
 
 fn set_table(s: &mut Stream, table: String) {
-    s.staging_table = format!("{STAGING_PREFIX}{}", &table[RAW_PREFIX.len()..]);
+    s.staging_table = internal::staging_of(&table);
     s.table = table;
 }
 
