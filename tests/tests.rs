@@ -6,6 +6,7 @@ mod util;
 mod check;
 mod dedup;
 mod durability;
+mod edges;
 mod faults;
 mod kills;
 mod packaging;
