@@ -20,7 +20,7 @@
 //!
 //! A dedup cursor compares by its value: a typed column by its type; a
 //! nested, undeclared, string or JSON cursor by its JSON value (see
-//! [`json_order`]), so views and tables agree whatever the schema says.
+//! `json_order`), so views and tables agree whatever the schema says.
 
 use std::collections::{HashMap, HashSet};
 
