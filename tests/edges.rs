@@ -9,7 +9,7 @@
 //! STATE and data lines with duplicate keys or surrounding whitespace.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,65 +27,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 // Running the binary
 // ---------------------------------------------------------------------------
 
-/// Runs the binary with extra environment variables, in a scratch working
-/// folder inside the test's temp dir, and fails the test (killing the child)
-/// if it has not exited within `limit`.
-fn exec(h: &Harness, args: &[&str], stdin: &[u8], env: &[(&str, &str)], limit: Duration) -> Run {
-    let cwd = h.path("cwd");
-    std::fs::create_dir_all(&cwd).unwrap();
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(&cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{}` did not finish within {limit:?}", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    feeder.join().unwrap();
-    let stdout = String::from_utf8(out.join().unwrap()).expect("stdout is UTF-8");
-    let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-    Run {
-        code: status.code(),
-        messages: parse_stdout(&stdout),
-        stdout,
-        stderr,
-    }
-}
-
 fn check_env(h: &Harness, env: &[(&str, &str)]) -> Run {
     let config = h.config_path();
-    exec(
-        h,
+    h.exec(
         &["check", "--config", config.to_str().unwrap()],
         b"",
         env,
@@ -94,7 +38,7 @@ fn check_env(h: &Harness, env: &[(&str, &str)]) -> Run {
 }
 
 fn write_env(h: &Harness, input: &str, env: &[(&str, &str)]) -> Run {
-    exec(h, &h.write_args(), input.as_bytes(), env, LIMIT)
+    h.exec(&h.write_args(), input.as_bytes(), env, LIMIT)
 }
 
 fn check(h: &Harness) -> Run {
@@ -390,8 +334,7 @@ fn special_file_case(path: &Path) {
     h.write_catalog(&catalog_of(&[("s", None)], "append"));
     let config = h.config_path();
     let started = Instant::now();
-    let run = exec(
-        &h,
+    let run = h.exec(
         &["check", "--config", config.to_str().unwrap()],
         b"",
         &[],
@@ -399,8 +342,7 @@ fn special_file_case(path: &Path) {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_check_fails(&run, "not a regular file", &path.display().to_string());
-    let run = exec(
-        &h,
+    let run = h.exec(
         &h.write_args(),
         one_record().as_bytes(),
         &[],

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -143,8 +143,19 @@ impl Harness {
     }
 
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+        self.exec(args, stdin, &[], Duration::from_secs(600))
+    }
+
+    /// Runs the binary with extra environment variables, in a scratch working
+    /// folder inside the test's temp dir, and fails the test (killing the child)
+    /// if it has not exited within `limit`.
+    pub fn exec(&self, args: &[&str], stdin: &[u8], env: &[(&str, &str)], limit: Duration) -> Run {
+        let cwd = self.path("cwd");
+        std::fs::create_dir_all(&cwd).unwrap();
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
+            .current_dir(&cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -155,9 +166,39 @@ impl Harness {
         let feeder = std::thread::spawn(move || {
             let _ = input.write_all(&data);
         });
-        let out = child.wait_with_output().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = out.read_to_end(&mut b);
+            b
+        });
+        let err = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = err.read_to_end(&mut b);
+            b
+        });
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`{}` did not finish within {limit:?}", args.join(" "));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         feeder.join().unwrap();
-        to_run(out)
+        let stdout = String::from_utf8(out.join().unwrap()).expect("stdout is UTF-8");
+        let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+        Run {
+            code: status.code(),
+            messages: parse_stdout(&stdout),
+            stdout,
+            stderr,
+        }
     }
 
     pub fn check(&self) -> Run {
@@ -279,17 +320,6 @@ impl Drop for Live {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn to_run(out: Output) -> Run {
-    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
-    let messages = parse_stdout(&stdout);
-    Run {
-        code: out.status.code(),
-        messages,
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
