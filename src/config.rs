@@ -5,7 +5,7 @@
 //! (`destination_path`, `schema`, `motherduck_api_key`) plus optional tuning
 //! keys, each bounded. Unknown keys are ignored: the platform may add some.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value};
@@ -264,6 +264,18 @@ fn resolve_target(path: &str, token: Option<String>) -> Result<Target, Failure> 
             "`destination_path` must be a file: an in-memory database would lose every record at exit",
         ));
     }
+    if let Some((scheme, _)) = path.split_once("://") {
+        if !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        {
+            return Err(Failure::config(format!(
+                "`destination_path` is a `{scheme}://` URL; this connector writes a local DuckDB file \
+                 (or MotherDuck with `md:`)"
+            )));
+        }
+    }
     if path.contains('\0') {
         return Err(Failure::config(
             "`destination_path` contains a NUL character",
@@ -296,42 +308,46 @@ fn confine(root: &Path, path: &Path) -> Result<PathBuf, Failure> {
     )))
 }
 
-/// Canonicalizes the longest existing ancestor of `path` (following
-/// symlinks and the `..` after them, as the OS does), then applies the
-/// remaining components, which do not exist and so hold no symlink.
+/// `path` as the operating system resolves it when it opens or creates the
+/// file: component by component, following every symlink (a dangling one
+/// too: the file would be created at its target) and applying `..` after
+/// the links before it. Gives up following after 40 links, as the OS does.
 fn resolve(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    let mut base = loop {
-        if let Ok(real) = existing.canonicalize() {
-            break real;
-        }
-        match (existing.file_name(), existing.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name.to_os_string());
-                existing = parent.to_path_buf();
-            }
-            // `..` or the root itself: nothing left to canonicalize.
-            _ => break PathBuf::new(),
-        }
+    let start = match std::env::current_dir() {
+        Ok(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
     };
-    if base.as_os_str().is_empty() {
-        // Nothing existed: resolve lexically from the start.
-        rest.clear();
-        for part in path.components() {
-            rest.insert(0, part.as_os_str().to_os_string());
-        }
-    }
-    for part in rest.into_iter().rev() {
-        match part.to_str() {
-            Some("..") => {
-                base.pop();
+    let parts = |p: &Path| -> Vec<PathBuf> {
+        p.components()
+            .rev()
+            .map(|c| PathBuf::from(c.as_os_str()))
+            .collect()
+    };
+    let mut pending = parts(&start);
+    let mut out = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.components().next() {
+            Some(Component::RootDir | Component::Prefix(_)) => out = part,
+            Some(Component::ParentDir) => {
+                out.pop();
             }
-            Some(".") => {}
-            _ => base.push(part),
+            Some(Component::Normal(name)) => {
+                let next = out.join(name);
+                let is_link =
+                    std::fs::symlink_metadata(&next).is_ok_and(|m| m.file_type().is_symlink());
+                match std::fs::read_link(&next) {
+                    Ok(target) if is_link && links < 40 => {
+                        links += 1;
+                        pending.extend(parts(&target));
+                    }
+                    _ => out = next,
+                }
+            }
+            Some(Component::CurDir) | None => {}
         }
     }
-    base
+    out
 }
 
 fn is_storage_version(v: &str) -> bool {

@@ -97,9 +97,9 @@ fn open_file(path: &Path, storage_version: &str, options: &[(&str, &str)]) -> Re
         .execute(&attach)
         .map_err(|e| attach_failure(&label, e))?;
     verify_attached(&session, &label)?;
-    session
-        .execute(&format!("USE {CATALOG}"))
-        .context("selecting the destination database")?;
+    // No `USE destination`: every statement names its tables in full, and
+    // function names then resolve among DuckDB's own, never to a macro
+    // someone defined in the file's `main` schema.
     Ok(Database { session, label })
 }
 
@@ -107,6 +107,22 @@ fn open_file(path: &Path, storage_version: &str, options: &[(&str, &str)]) -> Re
 /// opening it unless it is a regular file. Returns whether the database is
 /// new (no file, or an empty one, which is removed).
 fn inspect_existing(path: &Path, label: &str) -> Result<bool, Failure> {
+    let wal = path.with_file_name(format!(
+        "{}.wal",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    // DuckDB deletes the `.wal` of a database it creates: one that is there
+    // without its database is someone else's file.
+    let stray_wal = || -> Result<bool, Failure> {
+        if std::fs::symlink_metadata(&wal).is_ok() {
+            return Err(Failure::config(format!(
+                "`{}` exists but the database `{label}` does not: a new database would delete it; \
+                 move it away or name another file",
+                wal.display()
+            )));
+        }
+        Ok(true)
+    };
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         // Missing, or under a file: creating its folder says why.
@@ -116,7 +132,7 @@ fn inspect_existing(path: &Path, label: &str) -> Result<bool, Failure> {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
             ) =>
         {
-            return Ok(true)
+            return stray_wal()
         }
         Err(e) => {
             return Err(Failure::config(format!(
@@ -138,6 +154,7 @@ fn inspect_existing(path: &Path, label: &str) -> Result<bool, Failure> {
     if meta.len() == 0 {
         // An empty file (`touch db.duckdb`) holds nothing to lose, but
         // DuckDB refuses to attach it: it makes way for a new database.
+        stray_wal()?;
         std::fs::remove_file(path).map_err(|e| {
             Failure::config(format!(
                 "`destination_path` `{label}` is an empty file that cannot be replaced by a database: {e}"
@@ -230,7 +247,7 @@ pub fn storage_failure(e: anyhow::Error, label: &str) -> anyhow::Error {
     } else if denied {
         Failure::config(format!(
             "cannot write the database `{label}` or the files beside it (`.wal`, `.tmp`): \
-             permission denied or read-only location"
+             permission denied, read-only location, or a folder in the way"
         ))
     } else {
         return e;
@@ -274,7 +291,7 @@ impl Database {
             .execute(&format!("CHECKPOINT {CATALOG}"))
             .context("checkpointing the database")?;
         self.session
-            .execute(&format!("USE memory; DETACH {CATALOG}"))
+            .execute(&format!("DETACH {CATALOG}"))
             .context("closing the database")?;
         Ok(())
     }

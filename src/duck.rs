@@ -78,11 +78,18 @@ impl DuckError {
     }
 
     /// DuckDB has no error type for "the file system refused": its IO errors
-    /// carry the operating system's words, which the text decides on.
+    /// carry the operating system's words, which the text decides on (a
+    /// folder where the `.wal` should go counts too).
     pub fn is_permission_denied(&self) -> bool {
-        ["Permission denied", "Read-only file system", "read-only"]
-            .iter()
-            .any(|w| self.text.contains(w))
+        [
+            "Permission denied",
+            "Read-only file system",
+            "read-only",
+            "Is a directory",
+            "Not a directory",
+        ]
+        .iter()
+        .any(|w| self.text.contains(w))
     }
 
     /// A full disk or a file-size limit (the OS's words, as above).

@@ -25,6 +25,15 @@ pub const STREAM_TABLES: &str = "stream_tables";
 /// Each stream's typed relation, its columns and refresh watermark.
 pub const TYPED_RELATIONS: &str = "typed_relations";
 
+/// The table `check` creates and drops in its probe transaction, in the
+/// config's schema: its name is new each time, so it can meet nothing.
+pub fn probe_table() -> String {
+    format!(
+        "_airbyte_connection_check_{}",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// A bookkeeping table, fully qualified.
 pub fn qualified(object: &str) -> String {
     names::qualified(SCHEMA, object)

@@ -19,8 +19,8 @@
 //! column.
 //!
 //! A dedup cursor compares by its value: a typed column by its type; a
-//! nested, undeclared, string or JSON cursor by its JSON value (see
-//! `json_order`), so views and tables agree whatever the schema says.
+//! nested, undeclared or JSON cursor by its JSON value (see `json_order`),
+//! so views and tables agree whatever the schema says.
 
 use std::collections::{HashMap, HashSet};
 
@@ -317,9 +317,10 @@ struct Query<'a> {
     stream: &'a Stream,
     columns: &'a [Column],
     /// How the raw table is named in the SQL: fully qualified in statements;
-    /// `"<schema>"."<table>"` inside a view's definition, which must still
-    /// resolve when a client opens the file under its own catalog name (no
-    /// schema is named like a catalog, see `names::RESERVED_SCHEMAS`).
+    /// by its name alone inside a view's definition, which DuckDB binds in
+    /// the view's own schema and catalog. So the view still resolves when a
+    /// client opens the file under its own catalog name, even one that
+    /// equals a schema name (`sales.duckdb` with a schema `sales`).
     raw: String,
 }
 
@@ -335,7 +336,7 @@ impl<'a> Query<'a> {
     /// The query behind a view (`in_view`) or a statement.
     fn new(stream: &'a Stream, columns: &'a [Column], in_view: bool) -> Self {
         let raw = if in_view {
-            format!("{}.{}", quote(&stream.schema), quote(&stream.table))
+            quote(&stream.table)
         } else {
             qualified(&stream.schema, &stream.table)
         };
@@ -519,19 +520,25 @@ impl<'a> Query<'a> {
     /// The cursor's order keys `_airbyte_cr` (rank), `_airbyte_cn`
     /// (number) and `_airbyte_cs` (text), all NULL without a cursor value.
     fn cursor_keys(&self) -> String {
-        let [rank, number, text] = match self.cursor() {
-            None => ["NULL".to_string(), "NULL".to_string(), "NULL".to_string()],
+        let [rank, number, exact, text] = match self.cursor() {
+            None => [
+                "NULL".to_string(),
+                "NULL".to_string(),
+                "NULL".to_string(),
+                "NULL".to_string(),
+            ],
             Some((k, _)) => cursor_order(&k),
         };
         format!(
-            "{rank} AS _airbyte_cr, ({number})::DOUBLE AS _airbyte_cn, ({text})::VARCHAR AS _airbyte_cs"
+            "{rank} AS _airbyte_cr, ({number})::DOUBLE AS _airbyte_cn, \
+             ({exact})::HUGEINT AS _airbyte_ci, ({text})::VARCHAR AS _airbyte_cs"
         )
     }
 
     fn order_by(&self, seq: &str) -> String {
         format!(
-            "_airbyte_cr DESC NULLS LAST, _airbyte_cn DESC NULLS LAST, _airbyte_cs DESC NULLS LAST, \
-             _airbyte_emitted_at DESC NULLS LAST, {seq} DESC"
+            "_airbyte_cr DESC NULLS LAST, _airbyte_cn DESC NULLS LAST, _airbyte_ci DESC NULLS LAST, \
+             _airbyte_cs DESC NULLS LAST, _airbyte_emitted_at DESC NULLS LAST, {seq} DESC"
         )
     }
 
@@ -576,32 +583,42 @@ fn key_sql(k: &KeyExpr) -> String {
     }
 }
 
-/// Rank, number and text that order a cursor's values, latest first when
-/// sorted descending. A typed column orders by its type: numbers as
-/// numbers, dates and timestamps as instants. A string, JSON or raw
-/// (nested or undeclared) cursor orders by its JSON value ([`json_order`]).
-fn cursor_order(k: &KeyExpr) -> [String; 3] {
+/// Rank, number, exact integer and text that order a cursor's values,
+/// latest first when sorted descending. A typed column orders by its type:
+/// numbers as numbers, dates and timestamps as instants, strings as
+/// strings (date-time strings as instants). A JSON or raw (nested or
+/// undeclared) cursor orders by its JSON value ([`json_order`]).
+fn cursor_order(k: &KeyExpr) -> [String; 4] {
     let null = || "NULL".to_string();
     match k {
         KeyExpr::Raw(slot) => json_order(&format!("_airbyte_r{slot}")),
         KeyExpr::Column(name, ty) => {
             let c = quote(name);
-            let known = |rank: u8, number: String, text: String| {
+            let known = |rank: u8, number: String, exact: String, text: String| {
                 [
                     format!("CASE WHEN {c} IS NOT NULL THEN {rank} END"),
                     number,
+                    exact,
                     text,
                 ]
             };
             match ty {
-                ColType::Boolean => known(1, format!("{c}::INTEGER"), null()),
-                ColType::Bigint | ColType::Double => known(2, c.clone(), null()),
-                ColType::Timestamptz => known(3, format!("epoch_us({c})"), null()),
-                ColType::Date | ColType::Timestamp => {
-                    known(3, format!("epoch_us({c}::TIMESTAMP)"), null())
-                }
+                ColType::Boolean => known(1, format!("{c}::INTEGER"), null(), null()),
+                ColType::Bigint => known(2, c.clone(), c.clone(), null()),
+                ColType::Double => known(2, c.clone(), null(), null()),
+                ColType::Timestamptz => known(3, instant_number(&c), null(), null()),
+                ColType::Date | ColType::Timestamp => known(
+                    3,
+                    instant_number(&format!("{c}::TIMESTAMP")),
+                    null(),
+                    null(),
+                ),
                 // Times carry no date: their text sorts as they do.
-                ColType::Time | ColType::Timetz => known(4, null(), format!("{c}::VARCHAR")),
+                ColType::Time | ColType::Timetz => {
+                    known(4, null(), null(), format!("{c}::VARCHAR"))
+                }
+                // A string column holds text (a number sent to it anyway is
+                // its JSON text): ordered as a JSON string.
                 ColType::Varchar => json_order(&format!("to_json({c})")),
                 ColType::Json | ColType::JsonObject | ColType::JsonArray => json_order(&c),
             }
@@ -609,15 +626,26 @@ fn cursor_order(k: &KeyExpr) -> [String; 3] {
     }
 }
 
+/// An instant (or timestamp) `i` as a number that orders it, infinities
+/// included.
+fn instant_number(i: &str) -> String {
+    format!(
+        "CASE WHEN isfinite({i}) THEN epoch_us({i}) \
+         WHEN {i} > '1970-01-01'::TIMESTAMP THEN 'infinity'::DOUBLE \
+         WHEN {i} IS NOT NULL THEN '-infinity'::DOUBLE END"
+    )
+}
+
 /// Orders JSON values `v` by kind, then value: booleans (rank 1) below
-/// numbers (2, numerically) below strings that are date-times (3, as
-/// instants, offsets honoured, none meaning UTC) below other strings (4,
-/// by text) below objects and arrays (5, by text). JSON null and a missing
-/// value have no rank and lose to any value.
-fn json_order(v: &str) -> [String; 3] {
+/// numbers (2, numerically; integers exactly) below strings that are
+/// date-times (3, as instants, offsets honoured, none meaning UTC) below
+/// other strings (4, by text) below objects and arrays (5, by text). JSON
+/// null and a missing value have no rank and lose to any value.
+fn json_order(v: &str) -> [String; 4] {
     let t = format!("json_type({v})");
     let s = format!("({v} ->> '$')");
     let instant = instant(&s);
+    let integer = format!("{t} IN ('BIGINT', 'UBIGINT', 'HUGEINT')");
     [
         format!(
             "CASE {t} WHEN 'BOOLEAN' THEN 1 WHEN 'BIGINT' THEN 2 WHEN 'UBIGINT' THEN 2 \
@@ -627,10 +655,12 @@ fn json_order(v: &str) -> [String; 3] {
         ),
         format!(
             "CASE {t} WHEN 'BOOLEAN' THEN ({s} = 'true')::INTEGER \
-             WHEN 'VARCHAR' THEN epoch_us({instant}) \
+             WHEN 'VARCHAR' THEN {} \
              WHEN 'NULL' THEN NULL WHEN 'OBJECT' THEN NULL WHEN 'ARRAY' THEN NULL \
-             ELSE TRY_CAST({s} AS DOUBLE) END"
+             ELSE TRY_CAST({s} AS DOUBLE) END",
+            instant_number(&instant)
         ),
+        format!("CASE WHEN {integer} THEN TRY_CAST({s} AS HUGEINT) END"),
         format!(
             "CASE WHEN {t} = 'VARCHAR' AND {instant} IS NULL THEN {s} \
              WHEN {t} IN ('OBJECT', 'ARRAY') THEN {v}::VARCHAR END"
@@ -642,14 +672,34 @@ fn json_order(v: &str) -> [String; 3] {
 /// when it has one, as UTC when it has none; NULL when it is no date-time.
 /// `Z`, `UTC` and `GMT` suffixes mean `+00`; a `T` may separate date and
 /// time.
+///
+/// Only ISO 8601 shapes are read (`2024-01-01`, with ` 10:00`, `:00`,
+/// `.123` and an offset `+05`, `+0530`, `+05:30` as they come): DuckDB's own
+/// casts take more (zone names such as `EST`, which they then drop, `BC`),
+/// and take different things from version to version, which would make a
+/// view read by another DuckDB disagree with a table built here. Anything
+/// else is no date-time. A missing seconds field is added for the same
+/// reason (DuckDB 1.4 refuses `10:00+05:30`). `infinity` stays infinite.
 fn instant(s: &str) -> String {
     let n = time_text(s);
+    let iso = format!(
+        "regexp_full_match({n}, '[0-9]{{4,}}-[0-9]{{2}}-[0-9]{{2}}\
+         ( [0-9]{{1,2}}:[0-9]{{2}}(:[0-9]{{2}}([.][0-9]+)?)?)?( ?[+-][0-9]{{1,2}}(:?[0-9]{{2}})?)?')"
+    );
+    // `10:00` -> `10:00:00`, before an offset or at the end; no space
+    // before the offset.
+    let full = format!(
+        "regexp_replace(regexp_replace({n}, '( [0-9]{{1,2}}:[0-9]{{2}})( ?[+-]|$)', '\\1:00\\2'), \
+         ' ([+-][0-9]{{1,2}}(:?[0-9]{{2}})?)$', '\\1')"
+    );
     let offset = TIME_OFFSET;
-    let local = format!("TRY_CAST({n} AS TIMESTAMP)");
+    let local = format!("TRY_CAST({full} AS TIMESTAMP)");
     format!(
-        "CASE WHEN regexp_matches({n}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?{offset}') \
-         THEN TRY_CAST({n} AS TIMESTAMP WITH TIME ZONE) \
-         WHEN isinf({local}) THEN CAST({local} AS TIMESTAMP WITH TIME ZONE) \
+        "CASE WHEN lower(trim({s})) IN ('infinity', '-infinity') \
+         THEN TRY_CAST(trim({s}) AS TIMESTAMP WITH TIME ZONE) \
+         WHEN NOT {iso} THEN NULL \
+         WHEN regexp_matches({full}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?{offset}') \
+         THEN TRY_CAST({full} AS TIMESTAMP WITH TIME ZONE) \
          ELSE TRY_CAST({local}::VARCHAR || '+00' AS TIMESTAMP WITH TIME ZONE) END"
     )
 }

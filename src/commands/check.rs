@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::database;
 use crate::emit::Emitter;
 use crate::error::classify;
+use crate::internal;
 use crate::names::{literal, qualified, qualified_schema};
 
 pub fn run<W: Write>(config_path: &Path, out: &mut Emitter<W>) -> Result<()> {
@@ -46,13 +47,7 @@ fn write_probe(config: &Config, db: database::Database) -> Result<()> {
         ))?
         .as_deref()
         != Some("0");
-    let table = qualified(
-        &config.schema,
-        &format!(
-            "_airbyte_connection_check_{}",
-            uuid::Uuid::new_v4().simple()
-        ),
-    );
+    let table = qualified(&config.schema, &internal::probe_table());
     let drop_schema = if schema_existed {
         String::new()
     } else {

@@ -211,6 +211,9 @@ struct Held {
     batches: VecDeque<Batch>,
     start: usize,
     bytes: u64,
+    /// Records were written ahead of any state (past the held limit) and no
+    /// state has covered them since.
+    uncovered: bool,
 }
 
 impl<W: Write> SyncLoop<'_, '_, W> {
@@ -254,8 +257,21 @@ impl<W: Write> SyncLoop<'_, '_, W> {
                 ReaderMsg::Eof { source_failed } => break source_failed,
             }
         };
-        self.append_held()?;
-        self.commit()?;
+        if !source_failed {
+            // A source that ends cleanly may send no final state: what it
+            // sent is complete, and committed.
+            self.append_held()?;
+            self.commit()?;
+        } else if self.held.uncovered {
+            // The source failed: records that no state covers are re-sent
+            // by the retry, so none of them may stay. Some were written
+            // ahead (past the held limit) into the open transaction: it is
+            // rolled back, and its states are not echoed.
+            self.sink.rollback();
+            self.checkpointer.discard();
+        } else {
+            self.commit()?;
+        }
         for (i, stream) in catalog.streams.iter().enumerate() {
             if stream.mode != WriteMode::Truncate || self.status_seen[i] {
                 continue;
@@ -302,6 +318,7 @@ impl<W: Write> SyncLoop<'_, '_, W> {
                     {
                         self.checkpointer.on_state(line_text, state.clone(), *scope);
                     }
+                    self.held.uncovered = false;
                 }
                 Event::StreamStatus { stream, complete } => {
                     let (stream, complete) = (*stream, *complete);
@@ -317,6 +334,7 @@ impl<W: Write> SyncLoop<'_, '_, W> {
         if self.held.bytes >= self.batch_bytes.min(HELD_LIMIT) {
             // No state in sight: write them anyway, memory stays bounded.
             self.append_held()?;
+            self.held.uncovered = true;
         }
         Ok(())
     }
