@@ -811,7 +811,10 @@ fn a_timestamp_with_a_zone_name_is_nulled_not_read_as_utc() {
             got[0].starts_with("NULL ") && got[0].contains("NULLED"),
             "{mode}: {got:?}"
         );
-        assert!(got[1].starts_with("2024-01-01 04:30:00+00 "), "{mode}: {got:?}");
+        assert!(
+            got[1].starts_with("2024-01-01 04:30:00+00 "),
+            "{mode}: {got:?}"
+        );
     }
 }
 
