@@ -22,9 +22,11 @@ use std::io::{Read, Write};
 use cli::{Cli, Command};
 use emit::Emitter;
 
-/// Runs one command and returns the process exit code. A failure is
-/// reported as one TRACE ERROR message on `out`.
-pub fn run<W: Write>(cli: Cli, input: Box<dyn Read + Send>, out: W) -> i32 {
+/// Runs one command and returns the process exit code (failure: 1). A
+/// failure is reported as one TRACE ERROR message on `out`.
+pub fn run<W: Write>(cli: Cli, input: Box<dyn Read + Send>, out: W) -> std::process::ExitCode {
+    use std::process::ExitCode;
+
     let mut out = Emitter::new(out);
     let result = match &cli.command {
         Command::Spec => commands::spec::run(&mut out),
@@ -34,7 +36,7 @@ pub fn run<W: Write>(cli: Cli, input: Box<dyn Read + Send>, out: W) -> i32 {
         }
     };
     match result {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let failure = error::classify(&e);
             let internal = format!("{e:#}");
@@ -42,7 +44,7 @@ pub fn run<W: Write>(cli: Cli, input: Box<dyn Read + Send>, out: W) -> i32 {
             if let Err(write_error) = out.trace_error(&failure, &internal) {
                 tracing::error!("could not report the failure on stdout: {write_error}");
             }
-            1
+            ExitCode::FAILURE
         }
     }
 }

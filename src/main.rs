@@ -1,9 +1,11 @@
 //! Thin entry point: parse arguments, set up logging, run, exit.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-fn main() {
+fn main() -> ExitCode {
     let cli = destination_duckdb::cli::Cli::parse();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
@@ -13,6 +15,5 @@ fn main() {
         .with_ansi(false)
         .init();
     let stdout = std::io::stdout().lock();
-    let code = destination_duckdb::run(cli, Box::new(std::io::stdin()), stdout);
-    std::process::exit(code);
+    destination_duckdb::run(cli, Box::new(std::io::stdin()), stdout)
 }

@@ -1,10 +1,13 @@
 //! The data path of `write`: stdin → [`reader`] (lines to events, on its own
-//! thread) → [`sink`] (per-stream appenders, one transaction per batch) →
-//! commit → [`checkpoint`] (states released in order) → stdout.
+//! thread) → [`sync`] (holds records until a state covers them, commits when
+//! the [`policy`] says so) → [`sink`] (per-stream appenders, one transaction
+//! per commit) → [`checkpoint`] (states released in order) → stdout.
 
 pub mod checkpoint;
+pub mod policy;
 pub mod progress;
 pub mod reader;
 pub mod repair;
 pub mod sink;
+pub mod sync;
 pub mod tables;
