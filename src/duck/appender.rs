@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::ptr;
 
-use duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::{cstring, message, DuckError, Result, Session};
 

@@ -1,7 +1,7 @@
 //! DuckDB errors as the program sees them: DuckDB's error type and
 //! scrubbed text, never the raw message.
 
-use duckdb::ffi;
+use libduckdb_sys as ffi;
 
 /// An error reported by DuckDB (or by this layer), with text that is safe
 /// to show.

@@ -56,7 +56,7 @@ unsafe fn message(p: *const c_char, fallback: &str) -> String {
 mod tests {
     use super::error::VALUE_ERRORS;
     use super::*;
-    use duckdb::ffi;
+    use libduckdb_sys as ffi;
 
     #[test]
     fn scrub_keeps_the_wording_and_drops_quoted_values() {

@@ -2,7 +2,7 @@
 
 use std::os::raw::c_void;
 
-use duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::{message, DuckError, Result};
 

@@ -4,7 +4,7 @@
 use std::os::raw::c_char;
 use std::ptr;
 
-use duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::result::{Chunk, QueryResult};
 use super::{cstring, message, DuckError, Result};
