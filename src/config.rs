@@ -24,11 +24,9 @@ pub const DEFAULT_BATCH_MIB: u64 = 128;
 pub const MAX_BATCH_MIB: u64 = 1024;
 pub const MAX_THREADS: u64 = 256;
 /// DuckDB's buffer pool when the config names none: the smallest that
-/// checkpoints safely. It keeps the process under 256 MiB however large the
-/// sync (250 MiB peak at 10M records; DuckDB's own default, 80% of RAM, lets
-/// the cache grow with the data); bulk appends write each row group once,
-/// so a larger pool buys little speed (1M records: 5.8-6.6 s against
-/// 5.7-5.9 s at 256 MiB, README "Performance").
+/// checkpoints safely, which keeps the process under 256 MiB however large
+/// the sync at little cost in speed (measured: bench/README.md, "Measurements
+/// behind settings in the code").
 pub const DEFAULT_MEMORY_LIMIT: &str = "128MB";
 pub const MIN_MEMORY_LIMIT_BYTES: u64 = 128_000_000;
 /// 1 PiB: far above any machine, below what overflows DuckDB's parser.
@@ -123,15 +121,11 @@ impl Config {
         memory_size_bytes(&self.memory_limit).unwrap_or(MIN_MEMORY_LIMIT_BYTES)
     }
 
-    /// DuckDB's `wal_autocheckpoint`. Every checkpoint leaves each table's
-    /// newest row group partly filled, and DuckDB's later checkpoints merge
-    /// those, rewriting them; fewer checkpoints mean fewer rewrites (10M
-    /// records: 73 s with a 128 MiB WAL at a 512 MiB limit, 120 s with a 32
-    /// or 64 MiB WAL at a 256 MiB limit, both before commits took whole row
-    /// groups). But the rows waiting in the WAL stay in the buffer pool
-    /// until the checkpoint, which fails when they crowd it out (a 128 MB limit with a
-    /// 30 MiB WAL fails a 10M-record sync). So: an eighth of the limit, from
-    /// 4 to 64 MiB, below 512 MiB; a quarter, up to 128 MiB, from 512 MiB.
+    /// DuckDB's `wal_autocheckpoint`: fewer checkpoints rewrite partial row
+    /// groups less often, but the WAL's rows stay in the buffer pool until
+    /// the checkpoint, which fails when they crowd it out. So: an eighth of
+    /// the limit, from 4 to 64 MiB, below 512 MiB; a quarter, up to 128 MiB,
+    /// from 512 MiB (measured: bench/README.md).
     pub fn wal_autocheckpoint(&self) -> String {
         let mib = self.memory_limit_bytes() >> 20;
         let wal = if mib >= 512 {
