@@ -1,6 +1,11 @@
 //! The registry of names for the connector's own objects: its bookkeeping
 //! tables, the staging twin of a raw table, the tombstones of a typed
-//! table, and the work tables of a merge. Every such name is made here.
+//! table, and the work tables of a merge. Every such name is made here, and
+//! so are the allocation rules the raw tables (`pipeline::tables`) and the
+//! typed relations (`typed`) share: the stream key, the hashed suffix a
+//! taken name gets ([`free_name`]), and which typed names are recorded. Both
+//! sides depend on this module and neither on the other, so each can read
+//! what the other has claimed without a module cycle.
 //!
 //! The rule that keeps them apart from stream data: bookkeeping, tombstones
 //! and work tables live in [`SCHEMA`] (`_airbyte_internal`), which no
@@ -11,7 +16,12 @@
 //! never share one. A staging table sits beside its raw table and is
 //! reserved with it when the raw table's name is chosen (`tables::assign`).
 
-use crate::names;
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+
+use crate::duck::Session;
+use crate::names::{self, qualified_schema};
 
 pub use crate::names::INTERNAL_SCHEMA as SCHEMA;
 
@@ -80,6 +90,98 @@ impl Work {
     }
 }
 
+/// The registry key of a stream: a JSON array `[namespace, name]` (JSON so
+/// that any character, NUL included, round-trips through SQL text). Exact,
+/// not normalized: two streams that normalize alike still have two keys.
+pub fn stream_key(namespace: &str, name: &str) -> String {
+    serde_json::to_string(&(namespace, name)).expect("strings serialize")
+}
+
+/// FNV-1a, 64 bit: small, stable across versions and platforms, so a
+/// suffix chosen once is chosen again by any later version.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// `plain` if `taken` says it is free, else `plain_<hash of the stream
+/// key>`, then with `_2`, `_3`, ... until one is free: a name that stays
+/// the same for the same stream and never takes another's.
+pub fn free_name(plain: &str, stream_key: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(plain) {
+        return plain.to_string();
+    }
+    let hashed = format!("{plain}_{:08x}", fnv1a64(stream_key.as_bytes()) as u32);
+    let mut name = hashed.clone();
+    let mut n = 2;
+    while taken(&name) {
+        name = format!("{hashed}_{n}");
+        n += 1;
+    }
+    name
+}
+
+/// Creates the stream/table registry (idempotent).
+pub fn create_stream_registry(session: &Session) -> Result<()> {
+    session
+        .execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}; \
+             CREATE TABLE IF NOT EXISTS {} \
+             (stream_key VARCHAR, schema_name VARCHAR, table_name VARCHAR, \
+              recorded_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp)",
+            qualified_schema(SCHEMA),
+            qualified(STREAM_TABLES)
+        ))
+        .context("creating the stream/table registry")
+}
+
+/// Creates the typed relation registry (idempotent). `definition` came
+/// later than the table, hence the `ADD COLUMN` for databases made before.
+pub fn create_typed_registry(session: &Session) -> Result<()> {
+    let registry = qualified(TYPED_RELATIONS);
+    session
+        .execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}; \
+             CREATE TABLE IF NOT EXISTS {registry} \
+             (stream_key VARCHAR, schema_name VARCHAR, relation_name VARCHAR, \
+              columns VARCHAR, kind VARCHAR, table_columns VARCHAR, \
+              watermark BIGINT, watermark_count BIGINT, \
+              updated_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp, \
+              definition VARCHAR); \
+             ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS definition VARCHAR",
+            qualified_schema(SCHEMA)
+        ))
+        .context("creating the typed relation registry")
+}
+
+/// The typed relation names recorded per schema (both lowercase), so that
+/// raw tables never take them.
+pub fn typed_names(session: &Session) -> Result<HashSet<(String, String)>> {
+    create_typed_registry(session)?;
+    Ok(session.query_pairs(&format!(
+        "SELECT lower(schema_name), lower(relation_name) FROM {}",
+        qualified(TYPED_RELATIONS)
+    ))?)
+}
+
+/// The raw tables recorded per schema and their staging twins (both
+/// lowercase), so that typed relations never take them.
+pub fn raw_names(session: &Session) -> Result<HashSet<(String, String)>> {
+    let mut names = HashSet::new();
+    for (schema, table) in session.query_pairs(&format!(
+        "SELECT lower(schema_name), lower(table_name) FROM {}",
+        qualified(STREAM_TABLES)
+    ))? {
+        names.insert((schema.clone(), staging_of(&table)));
+        names.insert((schema, table));
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +192,11 @@ mod tests {
         // the alphabet of normalized names.
         assert_ne!(tombstones("a__b", "c"), tombstones("a", "b__c"));
         assert_eq!(staging_of("_airbyte_raw_users"), "_airbyte_tmp_raw_users");
+    }
+
+    #[test]
+    fn fnv_reference_values() {
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
     }
 }

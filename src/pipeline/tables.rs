@@ -13,7 +13,8 @@
 //!    name unless another stream already holds that table (compared
 //!    case-insensitively); then it gets `_airbyte_raw_<name>_<hash>`, where
 //!    `<hash>` is 8 hex digits of the FNV-1a 64-bit hash of the stream's key
-//!    (its low 32 bits), and `_2`, `_3`, ... should even that be taken.
+//!    (its low 32 bits), and `_2`, `_3`, ... should even that be taken
+//!    (`internal::free_name`, which typed relations share).
 //! 3. The choice is recorded. A table that exists but is not recorded (made
 //!    by the official connector, say) goes to the first stream that claims
 //!    it, and is adopted. A view is never taken over: the stream gets the
@@ -27,37 +28,13 @@ use anyhow::{Context, Result};
 
 use crate::catalog::Stream;
 use crate::duck::Session;
-use crate::internal::{self, RAW_PREFIX, STREAM_TABLES};
-use crate::names::{literal, qualified_schema, CATALOG};
-
-/// The registry key of a stream: a JSON array `[namespace, name]` (JSON so
-/// that any character, NUL included, round-trips through SQL text).
-pub fn stream_key(s: &Stream) -> String {
-    serde_json::to_string(&(&s.namespace, &s.name)).expect("strings serialize")
-}
-
-/// FNV-1a, 64 bit: small, stable across versions and platforms.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+use crate::internal::{self, free_name, stream_key, RAW_PREFIX, STREAM_TABLES};
+use crate::names::{literal, CATALOG};
 
 /// Sets `table` and `staging_table` of every stream, recording new choices.
 pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
     let registry = internal::qualified(STREAM_TABLES);
-    session
-        .execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}; \
-             CREATE TABLE IF NOT EXISTS {registry} \
-             (stream_key VARCHAR, schema_name VARCHAR, table_name VARCHAR, \
-              recorded_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp)",
-            qualified_schema(internal::SCHEMA)
-        ))
-        .context("creating the stream/table registry")?;
+    internal::create_stream_registry(session)?;
     let rows = session
         .query(&format!(
             "SELECT stream_key, schema_name, table_name FROM {registry}"
@@ -80,7 +57,7 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
     }
     let mut fresh: Vec<usize> = Vec::new();
     for (i, s) in streams.iter_mut().enumerate() {
-        match known.get(&(stream_key(s), s.schema.to_lowercase())) {
+        match known.get(&(stream_key(&s.namespace, &s.name), s.schema.to_lowercase())) {
             Some(table) => set_table(s, table.clone()),
             None => fresh.push(i),
         }
@@ -90,7 +67,7 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
     });
     // Typed relations' names are off limits too, for the raw table and for
     // its staging twin.
-    let typed_names = crate::typed::recorded_names(session)?;
+    let typed_names = internal::typed_names(session)?;
     let clashes = |taken: &HashSet<(String, String)>, schema: &str, table: &str| {
         let table = table.to_lowercase();
         let staging = internal::staging_of(&table);
@@ -103,7 +80,8 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
         let s = &mut streams[i];
         let schema = s.schema.to_lowercase();
         let plain = format!("{RAW_PREFIX}{}", s.base);
-        let table = free_name(&plain, s, |t| clashes(&taken, &schema, t));
+        let key = stream_key(&s.namespace, &s.name);
+        let table = free_name(&plain, &key, |t| clashes(&taken, &schema, t));
         if table != plain {
             tracing::warn!(
                 stream = %s.label(),
@@ -114,7 +92,7 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
         taken.insert((schema, table.to_lowercase()));
         inserts.push(format!(
             "({}, {}, {})",
-            literal(&stream_key(s)),
+            literal(&key),
             literal(&s.schema),
             literal(&table)
         ));
@@ -131,35 +109,7 @@ pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
     Ok(())
 }
 
-/// `plain` if `taken` says it is free, else `plain_<hash of the stream
-/// key>`, then with `_2`, `_3`, ... until one is free: a name that stays
-/// the same for the same stream and never takes another's.
-pub fn free_name(plain: &str, s: &Stream, taken: impl Fn(&str) -> bool) -> String {
-    if !taken(plain) {
-        return plain.to_string();
-    }
-    let hashed = format!("{plain}_{:08x}", fnv1a64(stream_key(s).as_bytes()) as u32);
-    let mut name = hashed.clone();
-    let mut n = 2;
-    while taken(&name) {
-        name = format!("{hashed}_{n}");
-        n += 1;
-    }
-    name
-}
-
 fn set_table(s: &mut Stream, table: String) {
     s.staging_table = internal::staging_of(&table);
     s.table = table;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv_reference_values() {
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-    }
 }

@@ -1,0 +1,439 @@
+//! Typed relations over the raw tables: one column per top-level property of
+//! a stream's JSON schema, and for `append_dedup` streams one row per
+//! primary key.
+//!
+//! The raw table stays the source of truth. The typed relation
+//! `"<schema>"."<name>"` is either a view that types (and deduplicates) the
+//! raw rows when it is queried, or a table refreshed from the raw table at
+//! the end of each sync (see [`TypedOutput`]). Everything is plain SQL over
+//! `_airbyte_data`, so any DuckDB client can read the views.
+//!
+//! Typing never fails a query or a sync: a value that does not fit its
+//! column becomes NULL and the row's `_airbyte_meta.changes` gets
+//! `{"field": <property>, "change": "NULLED", "reason":
+//! "DESTINATION_TYPECAST_ERROR"}`.
+//!
+//! Names and columns are recorded in `_airbyte_internal.typed_relations`, so
+//! they stay stable across syncs: a property once given a column keeps it
+//! (its type may widen), and properties that leave the schema keep their
+//! column.
+//!
+//! A dedup cursor compares by its value: a typed column by its type; a
+//! nested, undeclared or JSON cursor by its JSON value (see `json_order`),
+//! so views and tables agree whatever the schema says.
+//!
+//! This module owns the registry (read and written here only), [`prepare`]
+//! and [`Typed`]; the type mapping is in `types`, the SQL text in `sql`,
+//! the end-of-sync table refresh in `refresh`. Names are allocated through
+//! [`crate::internal`], which the raw tables share.
+
+mod refresh;
+mod sql;
+mod types;
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result};
+
+pub use refresh::materialise;
+pub use types::{column_type, merge_columns, schema_properties, ColType, Column};
+
+use crate::catalog::Stream;
+use crate::config::TypedOutput;
+use crate::database::CATALOG;
+use crate::duck::Session;
+use crate::internal::{self, fnv1a64, free_name, stream_key, RAW_PREFIX, TYPED_RELATIONS};
+use crate::names::{literal, qualified};
+use sql::Query;
+use types::{columns_from_json, columns_to_json};
+
+/// What the typed relation of one stream is and holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typed {
+    /// The relation's name (unquoted), in the stream's schema.
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// What exists in the database now.
+    materialized: Materialized,
+}
+
+/// What this connector has made of a typed relation. One enum rather than a
+/// kind and three optionals, so a view never carries a watermark nor a
+/// table a view's hash. The registry keeps the flat columns (`kind`,
+/// `table_columns`, `watermark`, `watermark_count`, `definition`) so every
+/// database reads the same; [`Materialized::read`] and [`record`] convert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Materialized {
+    /// Nothing: typed output is off, or the table is not built yet.
+    Nothing,
+    /// A view. `definition` is a hash of its SQL: an unchanged view is not
+    /// recreated (binding one costs DuckDB tens of milliseconds).
+    View { definition: String },
+    /// A table holding `columns`.
+    Table {
+        columns: Vec<Column>,
+        /// Highest raw rowid merged into the table, and the raw row count at
+        /// or below it then (to detect rowids that moved). None: rebuild.
+        watermark: Option<(i64, i64)>,
+    },
+}
+
+impl Materialized {
+    /// From the registry's columns. What cannot be read falls to the state
+    /// that rebuilds: a view without a hash (recorded before hashes were)
+    /// is recreated once; a table whose columns are unreadable loses its
+    /// watermark, so it is rebuilt whole.
+    fn read(
+        kind: Option<&str>,
+        table_columns: Option<&str>,
+        watermark: Option<&str>,
+        watermark_count: Option<&str>,
+        definition: Option<&str>,
+    ) -> Materialized {
+        match kind {
+            Some("view") => Materialized::View {
+                definition: definition.unwrap_or_default().to_string(),
+            },
+            Some("table") => {
+                let watermark = watermark
+                    .and_then(|w| w.parse().ok())
+                    .zip(watermark_count.and_then(|c| c.parse().ok()));
+                match table_columns.and_then(columns_from_json) {
+                    Some(columns) => Materialized::Table { columns, watermark },
+                    None => Materialized::Table {
+                        columns: Vec::new(),
+                        watermark: None,
+                    },
+                }
+            }
+            _ => Materialized::Nothing,
+        }
+    }
+}
+
+/// What the database holds when `prepare` starts.
+struct Existing {
+    /// Recorded relations by (stream key, lowercase schema).
+    known: HashMap<(String, String), Typed>,
+    /// Names no new relation may take, per schema (lowercase).
+    taken: HashSet<(String, String)>,
+    /// Views in the database (lowercase), to notice one dropped by hand.
+    views: HashSet<(String, String)>,
+}
+
+/// Resolves every stream's typed relation (name and columns), records it,
+/// and brings the database in line with `mode`: views are (re)created now;
+/// tables are built by [`materialise`] at the end of the sync; `off` drops
+/// what this connector made.
+pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Result<Vec<Typed>> {
+    let Existing {
+        mut known,
+        mut taken,
+        views,
+    } = survey(session)?;
+    // New names are handed out in (namespace, name) order, so the same
+    // catalog gets the same names whatever order it lists streams in.
+    let mut order: Vec<usize> = (0..streams.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&streams[a].namespace, &streams[a].name).cmp(&(&streams[b].namespace, &streams[b].name))
+    });
+    let mut out: Vec<Option<Typed>> = vec![None; streams.len()];
+    // One transaction for all streams: one commit, however many there are.
+    in_transaction(session, || {
+        for i in order {
+            let s = &streams[i];
+            let key = (stream_key(&s.namespace, &s.name), s.schema.to_lowercase());
+            let (mut typed, recorded) = match known.remove(&key) {
+                Some(t) => (t.clone(), Some(t)),
+                None => {
+                    let t = Typed {
+                        name: allocate(s, &mut taken),
+                        columns: Vec::new(),
+                        materialized: Materialized::Nothing,
+                    };
+                    (t, None)
+                }
+            };
+            typed.columns = merge_columns(&typed.columns, &schema_properties(&s.json_schema));
+            let exists = views.contains(&(s.schema.to_lowercase(), typed.name.to_lowercase()));
+            apply(session, s, &mut typed, mode, exists)
+                .with_context(|| format!("preparing the typed relation of stream {}", s.label()))?;
+            if recorded.as_ref() != Some(&typed) {
+                record(session, s, &typed)?;
+            }
+            out[i] = Some(typed);
+        }
+        Ok(())
+    })?;
+    Ok(out.into_iter().map(|t| t.expect("every stream")).collect())
+}
+
+/// Reads the registry, and every name a new relation may not take: the
+/// recorded relations, the raw tables and their staging twins, and any
+/// table or view in the database (someone else's are never replaced).
+fn survey(session: &Session) -> Result<Existing> {
+    let (known, mut taken) = read_registry(session)?;
+    taken.extend(internal::raw_names(session)?);
+    let mut views: HashSet<(String, String)> = HashSet::new();
+    for row in session.query(&format!(
+        "SELECT lower(schema_name), lower(table_name), false FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
+         UNION ALL SELECT lower(schema_name), lower(view_name), true FROM duckdb_views() \
+         WHERE database_name = '{CATALOG}' AND NOT internal"
+    ))? {
+        if let [Some(schema), Some(name), Some(is_view)] = &row[..] {
+            if is_view == "true" {
+                views.insert((schema.clone(), name.clone()));
+            }
+            taken.insert((schema.clone(), name.clone()));
+        }
+    }
+    Ok(Existing {
+        known,
+        taken,
+        views,
+    })
+}
+
+/// The recorded typed relations, by (stream key, lowercase schema), and
+/// the names they hold (lowercase, with their schema).
+type Registry = (HashMap<(String, String), Typed>, HashSet<(String, String)>);
+
+fn read_registry(session: &Session) -> Result<Registry> {
+    internal::create_typed_registry(session)?;
+    let rows = session.query(&format!(
+        "SELECT stream_key, lower(schema_name), relation_name, columns, kind, table_columns, \
+         watermark, watermark_count, definition FROM {}",
+        internal::qualified(TYPED_RELATIONS)
+    ))?;
+    let mut known = HashMap::new();
+    let mut names = HashSet::new();
+    for row in rows {
+        let [Some(key), Some(schema), Some(name), columns, kind, table_columns, wm, wm_count, definition] =
+            &row[..]
+        else {
+            continue;
+        };
+        names.insert((schema.clone(), name.to_lowercase()));
+        let typed = Typed {
+            name: name.clone(),
+            columns: columns
+                .as_deref()
+                .and_then(columns_from_json)
+                .unwrap_or_default(),
+            materialized: Materialized::read(
+                kind.as_deref(),
+                table_columns.as_deref(),
+                wm.as_deref(),
+                wm_count.as_deref(),
+                definition.as_deref(),
+            ),
+        };
+        known.insert((key.clone(), schema.clone()), typed);
+    }
+    Ok((known, names))
+}
+
+fn allocate(s: &Stream, taken: &mut HashSet<(String, String)>) -> String {
+    let schema = s.schema.to_lowercase();
+    // A raw table's name minus its prefix: `_airbyte_raw_users` → `users`.
+    let plain = s
+        .table
+        .strip_prefix(RAW_PREFIX)
+        .unwrap_or(&s.base)
+        .to_string();
+    let name = free_name(&plain, &stream_key(&s.namespace, &s.name), |n| {
+        n.is_empty() || taken.contains(&(schema.clone(), n.to_lowercase()))
+    });
+    if name != plain {
+        tracing::warn!(stream = %s.label(), relation = %name, "the typed relation's plain name is taken; using a suffixed name");
+    }
+    taken.insert((schema, name.to_lowercase()));
+    name
+}
+
+fn relation(s: &Stream, t: &Typed) -> String {
+    qualified(&s.schema, &t.name)
+}
+
+/// Where a materialised dedup table keeps the keys whose latest row is a
+/// CDC delete (that row, typed), so that a later row only brings a key back
+/// if it beats the delete.
+fn tombstones(s: &Stream, t: &Typed) -> String {
+    internal::qualified(&internal::tombstones(&s.schema, &t.name))
+}
+
+fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
+    session.execute(&format!(
+        "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
+        tombstones(s, t),
+        internal::qualified(&internal::legacy_tombstones(&s.schema, &t.name))
+    ))?;
+    match t.materialized {
+        Materialized::View { .. } => {
+            session.execute(&format!("DROP VIEW IF EXISTS {}", relation(s, t)))?
+        }
+        Materialized::Table { .. } => {
+            session.execute(&format!("DROP TABLE IF EXISTS {}", relation(s, t)))?
+        }
+        Materialized::Nothing => {}
+    }
+    Ok(())
+}
+
+/// Writes `t` to the registry, flattening [`Materialized`] into the columns
+/// the registry has always had.
+fn record(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
+    let null = || "NULL".to_string();
+    let (kind, table_columns, wm, wm_count, definition) = match &t.materialized {
+        Materialized::Nothing => (null(), null(), null(), null(), null()),
+        Materialized::View { definition } => {
+            (literal("view"), null(), null(), null(), literal(definition))
+        }
+        Materialized::Table { columns, watermark } => (
+            literal("table"),
+            literal(&columns_to_json(columns)),
+            watermark.map_or_else(null, |w| w.0.to_string()),
+            watermark.map_or_else(null, |w| w.1.to_string()),
+            null(),
+        ),
+    };
+    session.execute(&format!(
+        "DELETE FROM {registry} WHERE stream_key = {key} \
+         AND lower(schema_name) = lower({schema}); \
+         INSERT INTO {registry} \
+         (stream_key, schema_name, relation_name, columns, kind, table_columns, watermark, \
+          watermark_count, definition) \
+         VALUES ({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count}, {definition})",
+        key = literal(&stream_key(&s.namespace, &s.name)),
+        schema = literal(&s.schema),
+        name = literal(&t.name),
+        columns = literal(&columns_to_json(&t.columns)),
+        registry = internal::qualified(TYPED_RELATIONS),
+    ))?;
+    Ok(())
+}
+
+fn in_transaction(session: &Session, work: impl FnOnce() -> Result<()>) -> Result<()> {
+    let txn = session.begin()?;
+    work()?;
+    txn.commit().context("committing")
+}
+
+/// Brings one stream's typed relation in line with `mode`, inside the
+/// caller's transaction. `view_exists`: a view of its name is in the
+/// database.
+fn apply(
+    session: &Session,
+    s: &Stream,
+    t: &mut Typed,
+    mode: TypedOutput,
+    view_exists: bool,
+) -> Result<()> {
+    match mode {
+        TypedOutput::Views => {
+            let q = Query::new(s, &t.columns, true);
+            let sql = q.relation();
+            let definition = format!("{:016x}", fnv1a64(sql.as_bytes()));
+            match &t.materialized {
+                Materialized::View { definition: d } if *d == definition && view_exists => {
+                    return Ok(())
+                }
+                Materialized::View { .. } => {}
+                // A table of ours under this name goes first.
+                _ => drop_existing(session, s, t)?,
+            }
+            session.execute(&format!(
+                "CREATE OR REPLACE VIEW {} AS {sql}",
+                relation(s, t)
+            ))?;
+            tracing::info!(stream = %s.label(), view = %relation(s, t), "typed view created");
+            t.materialized = Materialized::View { definition };
+        }
+        // Built at the end of the sync.
+        TypedOutput::Tables => {}
+        TypedOutput::Off => {
+            drop_existing(session, s, t)?;
+            t.materialized = Materialized::Nothing;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    /// The registry keeps its flat columns; every state reads back as it
+    /// was written, so existing databases and this code agree.
+    #[test]
+    fn materialized_round_trips_through_the_registry() {
+        let session = Session::open(":memory:", &[]).unwrap();
+        session
+            .execute(&format!("ATTACH ':memory:' AS {CATALOG}"))
+            .unwrap();
+        internal::create_typed_registry(&session).unwrap();
+        let text = r#"{"streams":[{"stream":{"name":"s"},"destination_sync_mode":"append"}]}"#;
+        let catalog = Catalog::parse(text, "main").unwrap();
+        let s = &catalog.streams[0];
+        let columns = vec![Column {
+            property: "id".into(),
+            name: "id".into(),
+            ty: ColType::Bigint,
+        }];
+        let states = [
+            Materialized::Nothing,
+            Materialized::View {
+                definition: "00000000000000ff".into(),
+            },
+            Materialized::Table {
+                columns: columns.clone(),
+                watermark: Some((7, 8)),
+            },
+            Materialized::Table {
+                columns: Vec::new(),
+                watermark: None,
+            },
+        ];
+        for materialized in states {
+            let t = Typed {
+                name: "S".into(),
+                columns: columns.clone(),
+                materialized,
+            };
+            record(&session, s, &t).unwrap();
+            let (known, names) = read_registry(&session).unwrap();
+            assert_eq!(known.len(), 1, "one record per stream");
+            assert_eq!(known.get(&(stream_key("", "s"), "main".into())), Some(&t));
+            assert!(names.contains(&("main".into(), "s".into())));
+        }
+    }
+
+    #[test]
+    fn unreadable_records_read_as_states_that_rebuild() {
+        assert_eq!(
+            Materialized::read(Some("view"), None, None, None, None),
+            Materialized::View {
+                definition: String::new()
+            }
+        );
+        assert_eq!(
+            Materialized::read(Some("table"), Some("not json"), Some("1"), Some("2"), None),
+            Materialized::Table {
+                columns: Vec::new(),
+                watermark: None
+            }
+        );
+        assert_eq!(
+            Materialized::read(Some("table"), Some("[]"), Some("1"), None, None),
+            Materialized::Table {
+                columns: Vec::new(),
+                watermark: None
+            }
+        );
+        assert_eq!(
+            Materialized::read(None, Some("[]"), Some("1"), Some("2"), Some("ab")),
+            Materialized::Nothing
+        );
+    }
+}

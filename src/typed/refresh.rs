@@ -1,0 +1,212 @@
+//! Keeping typed tables (`typed_output: tables`) up to date at the end of a
+//! sync: append or merge only the raw rows past the recorded watermark when
+//! that is safe, else rebuild the table whole. The raw table stays the
+//! source of truth, so a rebuild is always correct, only slower.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+
+use super::sql::{key_sql, Query};
+use super::{drop_existing, in_transaction, record, relation, tombstones, Materialized, Typed};
+use crate::catalog::Stream;
+use crate::duck::Session;
+use crate::internal::{self, Work};
+use crate::names::qualified;
+
+/// Brings a stream's typed table up to date with its raw table: new raw
+/// rows are typed and appended (or, for `append_dedup`, merged by key);
+/// the table is rebuilt whole when its columns changed, when the raw table
+/// was replaced (`rebuild`, after an overwrite), or when raw rowids moved.
+pub fn materialise(
+    session: &Session,
+    s: &Stream,
+    t: &mut Typed,
+    rebuild: bool,
+    tables: &HashSet<(String, String)>,
+) -> Result<&'static str> {
+    let mut next = t.clone();
+    let columns = next.columns.clone();
+    let q = Query::new(s, &columns, false);
+    let rel = relation(s, &next);
+    let mut how = "rebuilt";
+    in_transaction(session, || {
+        let watermark = match next.materialized {
+            Materialized::Table { watermark, .. } => watermark,
+            _ => None,
+        };
+        let raw = qualified(&s.schema, &s.table);
+        let extent = raw_extent(session, &raw, watermark.map_or(-1, |w| w.0))?;
+        // Keys or a cursor outside the typed columns cannot be compared
+        // between the table and new rows: such a dedup table is rebuilt.
+        let resume = if rebuild || !present(s, &next, tables) || (s.dedup && !q.keys_are_columns())
+        {
+            None
+        } else {
+            resume_from(&next, extent.below)
+        };
+        let out = q.output_columns();
+        match resume {
+            None => {
+                drop_existing(session, s, &next)?;
+                let rows = q.typed_rows(None);
+                if s.dedup {
+                    let latest = q.latest(&rows, "_airbyte_raw_rowid");
+                    store_latest(session, &q, &latest, &rel, &tombstones(s, &next), true)?;
+                } else {
+                    session
+                        .execute(&format!("CREATE TABLE {rel} AS SELECT {out} FROM ({rows})"))?;
+                }
+            }
+            Some(after) => {
+                how = if s.dedup { "merged" } else { "appended" };
+                if !s.dedup {
+                    session.execute(&format!(
+                        "INSERT INTO {rel} ({out}) SELECT {out} FROM ({})",
+                        q.typed_rows(Some(after))
+                    ))?;
+                } else {
+                    merge(session, &q, &rel, &tombstones(s, &next), Some(after))?;
+                }
+            }
+        }
+        next.materialized = Materialized::Table {
+            columns: next.columns.clone(),
+            // Rows at or below the watermark now: all of them.
+            watermark: Some((extent.max_rowid, extent.count)),
+        };
+        record(session, s, &next)
+    })
+    .with_context(|| format!("refreshing the typed table {rel}"))?;
+    *t = next;
+    Ok(how)
+}
+
+/// The raw table's highest rowid and row count, and how many of its rows
+/// are at or below `watermark`.
+struct Extent {
+    max_rowid: i64,
+    count: i64,
+    below: i64,
+}
+
+fn raw_extent(session: &Session, raw: &str, watermark: i64) -> Result<Extent> {
+    let row = session.query(&format!(
+        "SELECT coalesce(max(rowid), -1), count(*), count(*) FILTER (WHERE rowid <= {watermark}) FROM {raw}"
+    ))?;
+    let get = |i: usize| -> i64 {
+        row.first()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Extent {
+        max_rowid: get(0),
+        count: get(1),
+        below: get(2),
+    })
+}
+
+/// Whether the table (and for dedup, its tombstones) is still in the
+/// database: one dropped by hand is rebuilt.
+fn present(s: &Stream, t: &Typed, tables: &HashSet<(String, String)>) -> bool {
+    tables.contains(&(s.schema.to_lowercase(), t.name.to_lowercase()))
+        && (!s.dedup
+            || tables.contains(&(
+                internal::SCHEMA.to_string(),
+                internal::tombstones(&s.schema, &t.name).to_lowercase(),
+            )))
+}
+
+/// The raw rowid the table can be caught up from: its watermark, if it is
+/// a table of the current columns and the raw rows at or below the
+/// watermark are as many as then (`below`), so no rowid moved.
+fn resume_from(t: &Typed, below: i64) -> Option<i64> {
+    match &t.materialized {
+        Materialized::Table {
+            columns,
+            watermark: Some((rowid, count)),
+        } if *columns == t.columns && *count == below => Some(*rowid),
+        _ => None,
+    }
+}
+
+/// Merges the raw rows after `after` into a deduplicated table: the new
+/// rows compete with the table's rows and the tombstones of the same keys;
+/// each key's winner goes to the table, or to the tombstones if it is a
+/// CDC delete.
+fn merge(
+    session: &Session,
+    q: &Query<'_>,
+    rel: &str,
+    tombs: &str,
+    after: Option<i64>,
+) -> Result<()> {
+    let work_new = Work::New.qualified();
+    let work_all = Work::All.qualified();
+    let out = q.output_columns();
+    let keys: Vec<String> = q.keys().iter().map(|(k, _)| key_sql(k)).collect();
+    let same_key = keys
+        .iter()
+        .map(|k| format!("n.{k} IS NOT DISTINCT FROM t.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let key_aliases = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{k} AS _airbyte_k{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let matching = format!("EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key})");
+    session.execute(&format!(
+        "CREATE OR REPLACE TABLE {work_new} AS SELECT {out}, _airbyte_deleted, \
+         _airbyte_raw_rowid AS _airbyte_seq FROM ({rows}); \
+         CREATE OR REPLACE TABLE {work_all} AS \
+         SELECT {out}, _airbyte_deleted, _airbyte_seq FROM {work_new} UNION ALL \
+         SELECT {out}, false, -1 FROM {rel} t WHERE {matching} UNION ALL \
+         SELECT {out}, true, -1 FROM {tombs} t WHERE {matching}; \
+         DELETE FROM {rel} t WHERE {matching}; \
+         DELETE FROM {tombs} t WHERE {matching}",
+        rows = q.typed_rows(after),
+    ))?;
+    let latest = q.latest(
+        &format!(
+            "SELECT *, {key_aliases}, {} FROM {work_all}",
+            q.cursor_keys()
+        ),
+        "_airbyte_seq",
+    );
+    store_latest(session, q, &latest, rel, tombs, false)?;
+    session.execute(&format!("DROP TABLE {work_new}; DROP TABLE {work_all}"))?;
+    Ok(())
+}
+
+/// Computes `latest` (one row per key) once into a work table, then puts
+/// the live rows into `rel` and the CDC deletes into `tombs`, creating
+/// them (`create`) or adding to them.
+fn store_latest(
+    session: &Session,
+    q: &Query<'_>,
+    latest: &str,
+    rel: &str,
+    tombs: &str,
+    create: bool,
+) -> Result<()> {
+    let work = Work::Latest.qualified();
+    let out = q.output_columns();
+    let put = |target: &str, which: &str| {
+        let select = format!("SELECT {out} FROM {work} WHERE {which}_airbyte_deleted");
+        if create {
+            format!("CREATE TABLE {target} AS {select}")
+        } else {
+            format!("INSERT INTO {target} ({out}) {select}")
+        }
+    };
+    session.execute(&format!(
+        "CREATE OR REPLACE TABLE {work} AS SELECT {out}, _airbyte_deleted FROM ({latest}); \
+         {}; {}; DROP TABLE {work}",
+        put(rel, "NOT "),
+        put(tombs, ""),
+    ))?;
+    Ok(())
+}

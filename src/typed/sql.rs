@@ -1,0 +1,522 @@
+//! The SQL of a typed relation: [`Query`] builds the typed rows of a raw
+//! table, the deduplicated latest row per key, and the helper columns the
+//! refresh merges on; [`cast`] types one JSON value; the cursor order
+//! (`cursor_order`, `json_order`, `instant`) ranks cursor values so views
+//! and tables agree whatever the schema says. Pure text: nothing here
+//! touches the database, and the text is what view definitions are hashed
+//! by, so it changes only on purpose.
+
+use super::types::{ColType, Column, META_COLUMNS};
+use crate::catalog::Stream;
+use crate::names::{literal, qualified, quote};
+
+/// The property that marks a CDC delete in `append_dedup` streams.
+const CDC_DELETED_AT: &str = "_ab_cdc_deleted_at";
+
+/// A JSON pointer (RFC 6901) to a property path, as an SQL literal.
+fn pointer(path: &[String]) -> String {
+    let mut p = String::new();
+    for part in path {
+        p.push('/');
+        p.push_str(&part.replace('~', "~0").replace('/', "~1"));
+    }
+    literal(&p)
+}
+
+/// A stream's typed relation, as SQL.
+pub(super) struct Query<'a> {
+    stream: &'a Stream,
+    columns: &'a [Column],
+    /// How the raw table is named in the SQL: fully qualified in statements;
+    /// by its name alone inside a view's definition, which DuckDB binds in
+    /// the view's own schema and catalog. So the view still resolves when a
+    /// client opens the file under its own catalog name, even one that
+    /// equals a schema name (`sales.duckdb` with a schema `sales`).
+    raw: String,
+}
+
+/// Key and cursor expressions of a dedup relation: a typed column where the
+/// path is a top-level property, else the raw JSON at the path (its text
+/// for keys, its JSON value for the cursor).
+pub(super) enum KeyExpr {
+    Column(String, ColType),
+    Raw(usize),
+}
+
+impl<'a> Query<'a> {
+    /// The query behind a view (`in_view`) or a statement.
+    pub(super) fn new(stream: &'a Stream, columns: &'a [Column], in_view: bool) -> Self {
+        let raw = if in_view {
+            quote(&stream.table)
+        } else {
+            qualified(&stream.schema, &stream.table)
+        };
+        Query {
+            stream,
+            columns,
+            raw,
+        }
+    }
+
+    fn key_expr(&self, path: &[String], raw_slot: usize) -> KeyExpr {
+        if let [single] = path {
+            if let Some(c) = self.columns.iter().find(|c| &c.property == single) {
+                return KeyExpr::Column(c.name.clone(), c.ty);
+            }
+        }
+        KeyExpr::Raw(raw_slot)
+    }
+
+    pub(super) fn keys(&self) -> Vec<(KeyExpr, &[String])> {
+        self.stream
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (self.key_expr(p, i), p.as_slice()))
+            .collect()
+    }
+
+    fn cursor(&self) -> Option<(KeyExpr, &[String])> {
+        let c = &self.stream.cursor_field;
+        (!c.is_empty()).then(|| {
+            (
+                self.key_expr(c, self.stream.primary_key.len()),
+                c.as_slice(),
+            )
+        })
+    }
+
+    /// Whether every key and the cursor are typed columns (the condition for
+    /// merging new rows into a table without rereading the raw table).
+    pub(super) fn keys_are_columns(&self) -> bool {
+        self.keys()
+            .iter()
+            .all(|(k, _)| matches!(k, KeyExpr::Column(..)))
+            && self
+                .cursor()
+                .is_none_or(|(k, _)| matches!(k, KeyExpr::Column(..)))
+    }
+
+    /// Typed rows of the raw table (optionally only `rowid > after`), with
+    /// helper columns `_airbyte_raw_rowid`, `_airbyte_k<i>`, the cursor's
+    /// order keys (see [`Query::cursor_keys`]) and `_airbyte_deleted`.
+    ///
+    /// Built in levels, each a `SELECT` over the one before, because a
+    /// level reads the columns the one below names: raw values, then typed
+    /// values, then which did not fit, then the metadata and helpers.
+    pub(super) fn typed_rows(&self, after: Option<i64>) -> String {
+        let l1 = self.raw_values(after);
+        let l2 = self.typed_values(&l1);
+        let l2 = self.cast_errors(&l2);
+        self.with_helpers(&l2)
+    }
+
+    /// Level 1: the raw values of every property (`_airbyte_v<i>` as JSON,
+    /// `_airbyte_s<i>` as text, `_airbyte_t<i>` its JSON type) and of keys
+    /// and a cursor that are no typed column (`_airbyte_r<slot>`).
+    fn raw_values(&self, after: Option<i64>) -> String {
+        let mut l1 = vec![
+            "rowid AS _airbyte_raw_rowid".to_string(),
+            "_airbyte_ab_id, _airbyte_emitted_at, _airbyte_meta, _airbyte_generation_id"
+                .to_string(),
+        ];
+        if !self.columns.is_empty() {
+            let pointers: Vec<String> = self
+                .columns
+                .iter()
+                .map(|c| pointer(std::slice::from_ref(&c.property)))
+                .collect();
+            // Three passes in all, however many properties: the values (as
+            // JSON), their text, and their JSON types.
+            let list = pointers.join(", ");
+            l1.push(format!(
+                "json_extract(_airbyte_data, [{list}]) AS _airbyte_values, \
+                 json_extract_string(_airbyte_data, [{list}]) AS _airbyte_strings, \
+                 json_type(_airbyte_data, [{list}]) AS _airbyte_types"
+            ));
+        }
+        let keys = self.keys().into_iter().map(|k| (k, "->>"));
+        for ((k, path), op) in keys.chain(self.cursor().map(|k| (k, "->"))) {
+            let KeyExpr::Raw(slot) = k else { continue };
+            l1.push(format!(
+                "_airbyte_data {op} {} AS _airbyte_r{slot}",
+                // A NUL cannot be written in SQL text: no such path matches.
+                if path.iter().any(|p| p.contains('\0')) {
+                    "NULL".to_string()
+                } else {
+                    pointer(path)
+                }
+            ));
+        }
+        let filter = after.map_or(String::new(), |w| format!(" WHERE rowid > {w}"));
+        let l1 = format!("SELECT {} FROM {}{filter}", l1.join(", "), self.raw);
+        let mut l1b = vec!["*".to_string()];
+        for i in 0..self.columns.len() {
+            l1b.push(format!(
+                "_airbyte_values[{n}] AS _airbyte_v{i}, _airbyte_strings[{n}] AS _airbyte_s{i}, \
+                 _airbyte_types[{n}] AS _airbyte_t{i}",
+                n = i + 1
+            ));
+        }
+        format!("SELECT {} FROM ({l1})", l1b.join(", "))
+    }
+
+    /// Level 2: each property cast to its column, under the column's name.
+    fn typed_values(&self, l1: &str) -> String {
+        let mut l2 = vec!["*".to_string()];
+        for (i, c) in self.columns.iter().enumerate() {
+            l2.push(format!("{} AS {}", cast(i, c.ty), quote(&c.name)));
+        }
+        format!("SELECT {} FROM ({l1})", l2.join(", "))
+    }
+
+    /// Level 2b: which values did not fit (`_airbyte_e<i>`: present, not
+    /// null, no value).
+    fn cast_errors(&self, l2: &str) -> String {
+        let mut l2b = vec!["*".to_string()];
+        for (i, c) in self.columns.iter().enumerate() {
+            l2b.push(format!(
+                "(_airbyte_t{i} <> 'NULL' AND {} IS NULL) IS TRUE AS _airbyte_e{i}",
+                quote(&c.name)
+            ));
+        }
+        format!("SELECT {} FROM ({l2})", l2b.join(", "))
+    }
+
+    /// Level 3: the output columns, `_airbyte_meta` with the cast errors
+    /// added, and the key, cursor and delete helpers.
+    fn with_helpers(&self, l2: &str) -> String {
+        let mut l3 = vec![
+            "_airbyte_raw_rowid".to_string(),
+            "_airbyte_ab_id".to_string(),
+            "_airbyte_emitted_at".to_string(),
+            format!("({})::JSON AS _airbyte_meta", self.meta()),
+            "_airbyte_generation_id".to_string(),
+        ];
+        l3.extend(self.columns.iter().map(|c| quote(&c.name)));
+        for (i, (k, _)) in self.keys().iter().enumerate() {
+            l3.push(format!("{} AS _airbyte_k{i}", key_sql(k)));
+        }
+        l3.push(self.cursor_keys());
+        let deleted = match self
+            .columns
+            .iter()
+            .position(|c| c.property == CDC_DELETED_AT)
+        {
+            Some(i) => format!("coalesce(json_type(_airbyte_v{i}) <> 'NULL', false)"),
+            None => "false".to_string(),
+        };
+        l3.push(format!("{deleted} AS _airbyte_deleted"));
+        format!("SELECT {} FROM ({l2})", l3.join(", "))
+    }
+
+    /// `_airbyte_meta` with a NULLED change per value that did not fit,
+    /// after the changes the source recorded.
+    fn meta(&self) -> String {
+        let errors: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "CASE WHEN _airbyte_e{i} THEN {{'field': {}, 'change': 'NULLED', \
+                     'reason': 'DESTINATION_TYPECAST_ERROR'}} END",
+                    literal(&c.property)
+                )
+            })
+            .collect();
+        if errors.is_empty() {
+            return "_airbyte_meta".to_string();
+        }
+        let new = format!(
+            "to_json(list_filter([{}], lambda x: x IS NOT NULL))::VARCHAR",
+            errors.join(", ")
+        );
+        let any = (0..self.columns.len())
+            .map(|i| format!("_airbyte_e{i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        // The recorded changes (if an array) followed by the new ones.
+        let old = "coalesce(CASE WHEN json_type(_airbyte_meta -> '$.changes') = 'ARRAY' \
+                   THEN (_airbyte_meta -> '$.changes')::VARCHAR END, '[]')";
+        format!(
+            "CASE WHEN {any} THEN json_merge_patch(coalesce(_airbyte_meta, '{{}}'), \
+             json_object('changes', (CASE WHEN {old} = '[]' THEN {new} \
+             ELSE substr({old}, 1, length({old}) - 1) || ',' || substr({new}, 2) END)::JSON)) \
+             ELSE _airbyte_meta END"
+        )
+    }
+
+    /// The output columns, quoted and comma separated.
+    pub(super) fn output_columns(&self) -> String {
+        META_COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .chain(self.columns.iter().map(|c| quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The cursor's order keys `_airbyte_cr` (rank), `_airbyte_cn`
+    /// (number) and `_airbyte_cs` (text), all NULL without a cursor value.
+    pub(super) fn cursor_keys(&self) -> String {
+        let [rank, number, exact, text] = match self.cursor() {
+            None => [
+                "NULL".to_string(),
+                "NULL".to_string(),
+                "NULL".to_string(),
+                "NULL".to_string(),
+            ],
+            Some((k, _)) => cursor_order(&k),
+        };
+        format!(
+            "{rank} AS _airbyte_cr, ({number})::DOUBLE AS _airbyte_cn, \
+             ({exact})::HUGEINT AS _airbyte_ci, ({text})::VARCHAR AS _airbyte_cs"
+        )
+    }
+
+    fn order_by(&self, seq: &str) -> String {
+        format!(
+            "_airbyte_cr DESC NULLS LAST, _airbyte_cn DESC NULLS LAST, _airbyte_ci DESC NULLS LAST, \
+             _airbyte_cs DESC NULLS LAST, _airbyte_emitted_at DESC NULLS LAST, {seq} DESC"
+        )
+    }
+
+    fn partition_by(&self) -> String {
+        (0..self.stream.primary_key.len())
+            .map(|i| format!("_airbyte_k{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The typed relation: every raw row typed, or for `append_dedup` the
+    /// latest row per key (by cursor, then emission time, then arrival),
+    /// without keys whose latest row is a CDC delete.
+    pub(super) fn relation(&self) -> String {
+        let out = self.output_columns();
+        let rows = self.typed_rows(None);
+        if !self.stream.dedup {
+            return format!("SELECT {out} FROM ({rows})");
+        }
+        format!(
+            "SELECT {out} FROM ({}) WHERE NOT _airbyte_deleted",
+            self.latest(&rows, "_airbyte_raw_rowid")
+        )
+    }
+
+    /// The latest row of each key among `rows` (which carry the key,
+    /// cursor and delete helper columns), ties going to the highest `seq`.
+    pub(super) fn latest(&self, rows: &str, seq: &str) -> String {
+        format!(
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {} ORDER BY {}) \
+             AS _airbyte_row_number FROM ({rows})) WHERE _airbyte_row_number = 1",
+            self.partition_by(),
+            self.order_by(seq),
+        )
+    }
+}
+
+pub(super) fn key_sql(k: &KeyExpr) -> String {
+    match k {
+        KeyExpr::Column(name, _) => quote(name),
+        KeyExpr::Raw(slot) => format!("_airbyte_r{slot}"),
+    }
+}
+
+/// Rank, number, exact integer and text that order a cursor's values,
+/// latest first when sorted descending. A typed column orders by its type:
+/// numbers as numbers, dates and timestamps as instants, strings as
+/// strings (date-time strings as instants). A JSON or raw (nested or
+/// undeclared) cursor orders by its JSON value ([`json_order`]).
+fn cursor_order(k: &KeyExpr) -> [String; 4] {
+    let null = || "NULL".to_string();
+    match k {
+        KeyExpr::Raw(slot) => json_order(&format!("_airbyte_r{slot}")),
+        KeyExpr::Column(name, ty) => {
+            let c = quote(name);
+            let known = |rank: u8, number: String, exact: String, text: String| {
+                [
+                    format!("CASE WHEN {c} IS NOT NULL THEN {rank} END"),
+                    number,
+                    exact,
+                    text,
+                ]
+            };
+            match ty {
+                ColType::Boolean => known(1, format!("{c}::INTEGER"), null(), null()),
+                ColType::Bigint => known(2, c.clone(), c.clone(), null()),
+                ColType::Double => known(2, c.clone(), null(), null()),
+                ColType::Timestamptz => known(3, instant_number(&c), null(), null()),
+                ColType::Date | ColType::Timestamp => known(
+                    3,
+                    instant_number(&format!("{c}::TIMESTAMP")),
+                    null(),
+                    null(),
+                ),
+                // Times carry no date: their text sorts as they do.
+                ColType::Time | ColType::Timetz => {
+                    known(4, null(), null(), format!("{c}::VARCHAR"))
+                }
+                // A string column holds text (a number sent to it anyway is
+                // its JSON text): ordered as a JSON string.
+                ColType::Varchar => json_order(&format!("to_json({c})")),
+                ColType::Json | ColType::JsonObject | ColType::JsonArray => json_order(&c),
+            }
+        }
+    }
+}
+
+/// An instant (or timestamp) `i` as a number that orders it, infinities
+/// included.
+fn instant_number(i: &str) -> String {
+    format!(
+        "CASE WHEN isfinite({i}) THEN epoch_us({i}) \
+         WHEN {i} > '1970-01-01'::TIMESTAMP THEN 'infinity'::DOUBLE \
+         WHEN {i} IS NOT NULL THEN '-infinity'::DOUBLE END"
+    )
+}
+
+/// Orders JSON values `v` by kind, then value: booleans (rank 1) below
+/// numbers (2, numerically; integers exactly) below strings that are
+/// date-times (3, as instants, offsets honoured, none meaning UTC) below
+/// other strings (4, by text) below objects and arrays (5, by text). JSON
+/// null and a missing value have no rank and lose to any value.
+fn json_order(v: &str) -> [String; 4] {
+    let t = format!("json_type({v})");
+    let s = format!("({v} ->> '$')");
+    let instant = instant(&s);
+    let integer = format!("{t} IN ('BIGINT', 'UBIGINT', 'HUGEINT')");
+    [
+        format!(
+            "CASE {t} WHEN 'BOOLEAN' THEN 1 WHEN 'BIGINT' THEN 2 WHEN 'UBIGINT' THEN 2 \
+             WHEN 'HUGEINT' THEN 2 WHEN 'DOUBLE' THEN 2 \
+             WHEN 'VARCHAR' THEN CASE WHEN {instant} IS NULL THEN 4 ELSE 3 END \
+             WHEN 'OBJECT' THEN 5 WHEN 'ARRAY' THEN 5 END"
+        ),
+        format!(
+            "CASE {t} WHEN 'BOOLEAN' THEN ({s} = 'true')::INTEGER \
+             WHEN 'VARCHAR' THEN {} \
+             WHEN 'NULL' THEN NULL WHEN 'OBJECT' THEN NULL WHEN 'ARRAY' THEN NULL \
+             ELSE TRY_CAST({s} AS DOUBLE) END",
+            instant_number(&instant)
+        ),
+        format!("CASE WHEN {integer} THEN TRY_CAST({s} AS HUGEINT) END"),
+        format!(
+            "CASE WHEN {t} = 'VARCHAR' AND {instant} IS NULL THEN {s} \
+             WHEN {t} IN ('OBJECT', 'ARRAY') THEN {v}::VARCHAR END"
+        ),
+    ]
+}
+
+/// A date-time text `s` (an SQL expression) as an instant: with its offset
+/// when it has one, as UTC when it has none; NULL when it is no date-time.
+/// `Z`, `UTC` and `GMT` suffixes mean `+00`; a `T` may separate date and
+/// time.
+///
+/// Only ISO 8601 shapes are read (`2024-01-01`, with ` 10:00`, `:00`,
+/// `.123` and an offset `+05`, `+0530`, `+05:30` as they come): DuckDB's own
+/// casts take more (zone names such as `EST`, which they then drop, `BC`),
+/// and take different things from version to version, which would make a
+/// view read by another DuckDB disagree with a table built here. Anything
+/// else is no date-time. A missing seconds field is added for the same
+/// reason (DuckDB 1.4 refuses `10:00+05:30`). `infinity` stays infinite.
+fn instant(s: &str) -> String {
+    let n = time_text(s);
+    let iso = format!(
+        "regexp_full_match({n}, '[0-9]{{4,}}-[0-9]{{2}}-[0-9]{{2}}\
+         ( [0-9]{{1,2}}:[0-9]{{2}}(:[0-9]{{2}}([.][0-9]+)?)?)?( ?[+-][0-9]{{1,2}}(:?[0-9]{{2}})?)?')"
+    );
+    // `10:00` -> `10:00:00`, before an offset or at the end; no space
+    // before the offset.
+    let full = format!(
+        "regexp_replace(regexp_replace({n}, '( [0-9]{{1,2}}:[0-9]{{2}})( ?[+-]|$)', '\\1:00\\2'), \
+         ' ([+-][0-9]{{1,2}}(:?[0-9]{{2}})?)$', '\\1')"
+    );
+    let offset = TIME_OFFSET;
+    let local = format!("TRY_CAST({full} AS TIMESTAMP)");
+    format!(
+        "CASE WHEN lower(trim({s})) IN ('infinity', '-infinity') \
+         THEN TRY_CAST(trim({s}) AS TIMESTAMP WITH TIME ZONE) \
+         WHEN NOT {iso} THEN NULL \
+         WHEN regexp_matches({full}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?{offset}') \
+         THEN TRY_CAST({full} AS TIMESTAMP WITH TIME ZONE) \
+         ELSE TRY_CAST({local}::VARCHAR || '+00' AS TIMESTAMP WITH TIME ZONE) END"
+    )
+}
+
+/// A time zone offset at the end of a time text (`+02`, `-0530`, `+05:30`).
+const TIME_OFFSET: &str = "\\s*[+-][0-9]{1,2}(:?[0-9]{2})?$";
+
+/// Date-time or time text `s`, normalized for DuckDB's parser: a `Z`, `UTC`
+/// or `GMT` suffix becomes `+00`, a `T`/`t` between date and time a space.
+fn time_text(s: &str) -> String {
+    format!(
+        "regexp_replace(regexp_replace(trim({s}), '\\s*([Zz]|UTC|GMT)$', '+00'), \
+         '^([0-9]{{4,}}-[0-9]{{2}}-[0-9]{{2}})[Tt ]\\s*', '\\1 ')"
+    )
+}
+
+/// The SQL that types property `i` (its JSON value `_airbyte_v<i>`, text
+/// `_airbyte_s<i>` and JSON type `_airbyte_t<i>`, all NULL when the property
+/// is missing) as `ty`; NULL where the value does not fit.
+fn cast(i: usize, ty: ColType) -> String {
+    let v = format!("_airbyte_v{i}");
+    let t = format!("_airbyte_t{i}");
+    let s = format!("_airbyte_s{i}");
+    let json_number = format!("{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')");
+    // Numeric text: DuckDB's casts also take digit separators (`1_000`),
+    // which no JSON source means as a number.
+    let numeric_text = format!("{t} = 'VARCHAR' AND NOT contains({s}, '_')");
+    let n = time_text(&s);
+    let offset = TIME_OFFSET;
+    let is_string = format!("{t} = 'VARCHAR'");
+    match ty {
+        // Non-strings as their JSON text.
+        ColType::Varchar => format!("CASE WHEN {t} <> 'NULL' THEN {s} END"),
+        ColType::Boolean => format!(
+            "CASE WHEN {t} = 'BOOLEAN' THEN {s} = 'true' WHEN {is_string} THEN \
+             CASE lower(trim({s})) WHEN 'true' THEN true WHEN 'false' THEN false END END"
+        ),
+        ColType::Bigint => {
+            let d = format!("TRY_CAST({s} AS DOUBLE)");
+            format!(
+                "CASE WHEN {json_number} OR ({numeric_text}) THEN CASE \
+                 WHEN regexp_full_match(trim({s}), '[+-]?[0-9]+') THEN TRY_CAST(trim({s}) AS BIGINT) \
+                 WHEN {d} = trunc({d}) AND abs({d}) < 9.223372036854775807e18 THEN CAST({d} AS BIGINT) END END"
+            )
+        }
+        // A JSON number beyond DOUBLE's range (`1e400`) does not fit; the
+        // strings "NaN" and "Infinity" are how sources send those values.
+        ColType::Double => format!(
+            "CASE WHEN {json_number} THEN CASE WHEN isinf(TRY_CAST({s} AS DOUBLE)) THEN NULL \
+             ELSE TRY_CAST({s} AS DOUBLE) END \
+             WHEN {numeric_text} THEN TRY_CAST(trim({s}) AS DOUBLE) END"
+        ),
+        ColType::Date => format!("CASE WHEN {is_string} THEN TRY_CAST(trim({s}) AS DATE) END"),
+        ColType::Timestamp => {
+            format!("CASE WHEN {is_string} THEN TRY_CAST({n} AS TIMESTAMP) END")
+        }
+        // Text without an offset is UTC, whatever the reading session's
+        // time zone: the offset is added before the cast.
+        ColType::Timestamptz => format!("CASE WHEN {is_string} THEN {} END", instant(&s)),
+        ColType::Time => format!("CASE WHEN {is_string} THEN TRY_CAST({n} AS TIME) END"),
+        ColType::Timetz => format!(
+            "CASE WHEN {is_string} THEN CASE WHEN regexp_matches({n}, '{offset}') \
+             THEN TRY_CAST({n} AS TIME WITH TIME ZONE) \
+             ELSE TRY_CAST(TRY_CAST({n} AS TIME)::VARCHAR || '+00' AS TIME WITH TIME ZONE) END END"
+        ),
+        ColType::Json => format!("CASE WHEN {t} <> 'NULL' THEN {v} END"),
+        ColType::JsonObject => format!("CASE WHEN {t} = 'OBJECT' THEN {v} END"),
+        ColType::JsonArray => format!("CASE WHEN {t} = 'ARRAY' THEN {v} END"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_escape() {
+        assert_eq!(pointer(&["a/b~c'd".to_string()]), "'/a~1b~0c''d'");
+    }
+}
