@@ -110,7 +110,7 @@ impl Catalog {
     pub fn parse(text: &str, default_schema: &str) -> Result<Catalog> {
         // A lone surrogate escape (in a description, say) is valid to the
         // platform's parser but not to serde_json's: it becomes U+FFFD.
-        let repaired = crate::pipeline::repair::unpaired_surrogates(text);
+        let repaired = crate::repair::unpaired_surrogates(text);
         let text = repaired.as_ref().map_or(text, |r| r.text.as_str());
         let raw: RawCatalog = serde_json::from_str(text).map_err(|e| {
             Failure::config(format!(

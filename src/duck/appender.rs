@@ -99,44 +99,7 @@ impl<'s> Appender<'s> {
                 return Err(this.error("DuckDB refused an appender column"));
             }
         }
-        // SAFETY: `app` is live (as above).
-        let count = unsafe { ffi::duckdb_appender_column_count(app) };
-        if count != 5 {
-            return Err(DuckError::ours(format!(
-                "appender has {count} columns, expected 5"
-            )));
-        }
-        for (i, expected) in EXPECTED.iter().enumerate() {
-            // SAFETY: `app` is live and `i` is below its column count (5);
-            // the type DuckDB returns is owned by `this.types` at once.
-            let ty = unsafe { ffi::duckdb_appender_column_type(app, i as u64) };
-            if ty.is_null() {
-                return Err(DuckError::ours(
-                    "DuckDB gave no type for an appender column",
-                ));
-            }
-            this.types.push(ty);
-            // SAFETY: `ty` is a live, non-null logical type.
-            let physical = match unsafe { ffi::duckdb_get_type_id(ty) } {
-                ffi::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => Physical::Text,
-                ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP | ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP_TZ => {
-                    Physical::Micros
-                }
-                ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => Physical::BigInt,
-                other => {
-                    return Err(DuckError::ours(format!(
-                        "column `{}` of {schema}.{table} has an unsupported type (DuckDB type id {other})",
-                        columns[i]
-                    )))
-                }
-            };
-            if physical != *expected {
-                return Err(DuckError::ours(format!(
-                    "column `{}` of {schema}.{table} has type {physical:?}, expected {expected:?}",
-                    columns[i]
-                )));
-            }
-        }
+        this.check_columns(&format!("{schema}.{table}"), columns)?;
         // SAFETY: `this.types` holds 5 live logical types, which DuckDB
         // copies; the chunk is owned by `this` and destroyed in its drop.
         this.chunk = unsafe { ffi::duckdb_create_data_chunk(this.types.as_mut_ptr(), 5) };
@@ -150,6 +113,50 @@ impl<'s> Appender<'s> {
             ));
         }
         Ok(this)
+    }
+
+    /// Checks that the appender's columns have the layouts [`EXPECTED`],
+    /// keeping their logical types in `self.types` for the data chunk.
+    fn check_columns(&mut self, table: &str, columns: &[&str; 5]) -> Result<()> {
+        let app = self.app;
+        // SAFETY: `app` was created successfully and is owned by `self`.
+        let count = unsafe { ffi::duckdb_appender_column_count(app) };
+        if count != 5 {
+            return Err(DuckError::ours(format!(
+                "appender has {count} columns, expected 5"
+            )));
+        }
+        for (i, expected) in EXPECTED.iter().enumerate() {
+            // SAFETY: `app` is live and `i` is below its column count (5);
+            // the type DuckDB returns is owned by `self.types` at once.
+            let ty = unsafe { ffi::duckdb_appender_column_type(app, i as u64) };
+            if ty.is_null() {
+                return Err(DuckError::ours(
+                    "DuckDB gave no type for an appender column",
+                ));
+            }
+            self.types.push(ty);
+            // SAFETY: `ty` is a live, non-null logical type.
+            let physical = match unsafe { ffi::duckdb_get_type_id(ty) } {
+                ffi::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => Physical::Text,
+                ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP
+                | ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP_TZ => Physical::Micros,
+                ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => Physical::BigInt,
+                other => {
+                    return Err(DuckError::ours(format!(
+                        "column `{}` of {table} has an unsupported type (DuckDB type id {other})",
+                        columns[i]
+                    )))
+                }
+            };
+            if physical != *expected {
+                return Err(DuckError::ours(format!(
+                    "column `{}` of {table} has type {physical:?}, expected {expected:?}",
+                    columns[i]
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The appender's error, scrubbed, with DuckDB's error type.

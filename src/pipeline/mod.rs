@@ -7,7 +7,6 @@ pub mod checkpoint;
 pub mod policy;
 pub mod progress;
 pub mod reader;
-pub mod repair;
 pub mod sink;
 pub mod sync;
 pub mod tables;

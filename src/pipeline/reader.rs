@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::error::Failure;
-use crate::pipeline::repair;
 use crate::protocol::{self, Message, StateScope};
+use crate::repair;
 
 /// Read buffer size.
 pub const READ_BUFFER_BYTES: usize = 1 << 20;
