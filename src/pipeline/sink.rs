@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::catalog::{Catalog, Stream, WriteMode};
 use crate::database::CATALOG;
-use crate::duck::{Appender, Row, Session};
+use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::names::{literal, qualified, qualified_schema};
 use crate::pipeline::tables;
@@ -77,7 +77,10 @@ pub struct Sink<'s> {
     session: &'s Session,
     streams: Vec<Stream>,
     targets: Vec<Target<'s>>,
-    in_transaction: bool,
+    /// The open transaction. Declared after `targets`: dropped without a
+    /// commit, the appenders go first (discarding their rows), then the
+    /// transaction rolls back.
+    txn: Option<Transaction<'s>>,
     meta_buf: String,
     /// DuckDB's `memory_limit` now, in bytes.
     pool_bytes: u64,
@@ -112,7 +115,7 @@ impl<'s> Sink<'s> {
             session,
             streams,
             targets,
-            in_transaction: false,
+            txn: None,
             meta_buf: String::new(),
             pool_bytes,
         })
@@ -126,11 +129,8 @@ impl<'s> Sink<'s> {
         data: &str,
         changes: Option<&str>,
     ) -> Result<()> {
-        if !self.in_transaction {
-            self.session
-                .execute("BEGIN TRANSACTION")
-                .context("starting a transaction")?;
-            self.in_transaction = true;
+        if self.txn.is_none() {
+            self.txn = Some(self.session.begin().context("starting a transaction")?);
         }
         self.make_room(data.len() as u64)?;
         let session = self.session;
@@ -240,7 +240,7 @@ impl<'s> Sink<'s> {
     }
 
     pub fn has_pending(&self) -> bool {
-        self.in_transaction
+        self.txn.is_some()
     }
 
     /// The catalog's streams with their assigned tables.
@@ -251,14 +251,13 @@ impl<'s> Sink<'s> {
     /// Flushes every appender and commits. On error the transaction is
     /// rolled back and the error returned.
     pub fn commit(&mut self) -> Result<()> {
-        if !self.in_transaction {
+        if self.txn.is_none() {
             return Ok(());
         }
         if let Err(e) = self.flush_and_commit() {
             self.rollback();
             return Err(e);
         }
-        self.in_transaction = false;
         Ok(())
     }
 
@@ -276,9 +275,10 @@ impl<'s> Sink<'s> {
         for target in &mut self.targets {
             target.end_transaction();
         }
-        self.session
-            .execute("COMMIT")
-            .context("committing the transaction")?;
+        // A COMMIT that fails has ended the transaction in DuckDB: the
+        // guard is spent either way.
+        let txn = self.txn.take().expect("commit checked for a transaction");
+        txn.commit().context("committing the transaction")?;
         // Appenders are cheap to make and each holds a data chunk: dropping
         // them keeps memory proportional to the streams active in one
         // batch, not to the size of the catalog.
@@ -296,17 +296,15 @@ impl<'s> Sink<'s> {
             }
             target.end_transaction();
         }
-        if self.in_transaction {
-            self.session.rollback();
-        }
-        self.in_transaction = false;
+        // Dropping the guard rolls back (a failure is logged).
+        self.txn = None;
     }
 
     /// Replaces a truncating stream's live rows by its staged rows, in one
     /// transaction. Commit pending work first: the swap is its own
     /// transaction. Later records of the stream go to the live table.
     pub fn finish_truncate(&mut self, stream: usize) -> Result<()> {
-        debug_assert!(!self.in_transaction, "commit before finishing a truncate");
+        debug_assert!(self.txn.is_none(), "commit before finishing a truncate");
         let s = &self.streams[stream];
         if s.mode != WriteMode::Truncate {
             return Ok(());
