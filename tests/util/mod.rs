@@ -391,13 +391,19 @@ pub fn python_with_duckdb(version: &str) -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("venv-duckdb-{version}"));
     let python = venv.join("bin/python");
     let ready = venv.join(".ready");
+    const NEEDS: &str = "the tests that read files with an independent DuckDB need Python 3 \
+        with the venv module (Debian: python3-venv) and access to PyPI";
     if !ready.exists() {
         let status = Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)
             .status()
-            .unwrap();
-        assert!(status.success(), "python3 -m venv failed");
+            .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {NEEDS}"));
+        assert!(
+            status.success(),
+            "python3 -m venv {} failed: {NEEDS}",
+            venv.display()
+        );
         let status = Command::new(&python)
             .args([
                 "-m",
@@ -408,8 +414,11 @@ pub fn python_with_duckdb(version: &str) -> PathBuf {
                 &format!("duckdb=={version}"),
             ])
             .status()
-            .unwrap();
-        assert!(status.success(), "pip install duckdb=={version} failed");
+            .unwrap_or_else(|e| panic!("cannot run {} ({e}): {NEEDS}", python.display()));
+        assert!(
+            status.success(),
+            "pip install duckdb=={version} failed: {NEEDS}"
+        );
         std::fs::write(&ready, "").unwrap();
     }
     python
