@@ -36,7 +36,9 @@ pub struct Stream {
     /// The normalized stream name: the raw table is `_airbyte_raw_<base>`
     /// unless that collides with another stream's table (see `tables`).
     pub base: String,
-    /// The raw table (unquoted); assigned by `tables::assign`.
+    /// The raw table (unquoted): the plain name at parse time, resolved by
+    /// `tables::assign` once, before `write` shares the catalog, so that
+    /// there is one copy of every stream's names.
     pub table: String,
     /// The staging table used while truncating; assigned with `table`.
     pub staging_table: String,

@@ -21,6 +21,7 @@ use crate::pipeline::policy::SystemClock;
 use crate::pipeline::reader::{self, ReaderMsg};
 use crate::pipeline::sink::Sink;
 use crate::pipeline::sync::{Settings, SyncLoop};
+use crate::pipeline::tables;
 use crate::typed;
 
 /// Batches in flight between the reader and the writer.
@@ -33,21 +34,31 @@ pub fn run<W: Write>(
     out: &mut Emitter<W>,
 ) -> Result<()> {
     let config = Config::load(config_path)?;
-    let catalog = Arc::new(Catalog::load(catalog_path, &config.schema)?);
+    let catalog = Catalog::load(catalog_path, &config.schema)?;
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
     let db = database::open(&config)?;
     let label = db.label.clone();
-    run_sync(&config, &catalog, db, input, out).map_err(|e| database::storage_failure(e, &label))
+    run_sync(&config, catalog, db, input, out).map_err(|e| database::storage_failure(e, &label))
 }
 
 fn run_sync<W: Write>(
     config: &Config,
-    catalog: &Arc<Catalog>,
+    mut catalog: Catalog,
     db: database::Database,
     input: Box<dyn Read + Send>,
     out: &mut Emitter<W>,
 ) -> Result<()> {
-    let mut sink = Sink::prepare(&db.session, catalog, config.memory_limit_bytes())?;
+    // Every stream's tables are resolved here, once, before the catalog is
+    // shared: the one copy of the names that the reader, the sink and the
+    // typed relations all read.
+    tables::assign(&db.session, &mut catalog.streams)?;
+    let catalog = Arc::new(catalog);
+    let catalog = &catalog;
+    let mut sink = Sink::prepare(
+        &db.session,
+        Arc::clone(catalog),
+        config.memory_limit_bytes(),
+    )?;
     let mut typed = typed::prepare(&db.session, sink.streams(), config.typed_output)?;
     let append_phase = append_phase_settings(config);
     set_append_phase(&db.session, &append_phase)?;

@@ -9,6 +9,7 @@
 //! ([`Sink::finish_truncate`]).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
@@ -17,7 +18,6 @@ use crate::database::CATALOG;
 use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::names::{literal, qualified, qualified_schema};
-use crate::pipeline::tables;
 
 pub const COLUMNS: [&str; 5] = [
     "_airbyte_ab_id",
@@ -75,7 +75,8 @@ impl Target<'_> {
 
 pub struct Sink<'s> {
     session: &'s Session,
-    streams: Vec<Stream>,
+    /// The streams, with their resolved tables (shared, not copied).
+    catalog: Arc<Catalog>,
     targets: Vec<Target<'s>>,
     /// The open transaction. Declared after `targets`: dropped without a
     /// commit, the appenders go first (discarding their rows), then the
@@ -89,12 +90,15 @@ pub struct Sink<'s> {
 impl<'s> Sink<'s> {
     /// Creates schemas and tables for every catalog stream (streams without
     /// records still get their empty table) and prepares staging tables.
-    pub fn prepare(session: &'s Session, catalog: &Catalog, pool_bytes: u64) -> Result<Sink<'s>> {
-        let mut streams = catalog.streams.clone();
-        tables::assign(session, &mut streams)?;
+    /// The catalog's tables must be resolved (`tables::assign`).
+    pub fn prepare(
+        session: &'s Session,
+        catalog: Arc<Catalog>,
+        pool_bytes: u64,
+    ) -> Result<Sink<'s>> {
         let existing = crate::database::existing_tables(session)?;
-        let mut targets = Vec::with_capacity(streams.len());
-        for stream in &streams {
+        let mut targets = Vec::with_capacity(catalog.streams.len());
+        for stream in &catalog.streams {
             prepare_stream(session, stream, &existing)
                 .with_context(|| format!("preparing the table of stream {}", stream.label()))?;
             let sync_id = stream.sync_id.map_or("null".to_string(), |s| s.to_string());
@@ -113,7 +117,7 @@ impl<'s> Sink<'s> {
         }
         Ok(Sink {
             session,
-            streams,
+            catalog,
             targets,
             txn: None,
             meta_buf: String::new(),
@@ -135,7 +139,7 @@ impl<'s> Sink<'s> {
         self.make_room(data.len() as u64)?;
         let session = self.session;
         let target = &mut self.targets[stream];
-        let s = &self.streams[stream];
+        let s = &self.catalog.streams[stream];
         if target.appender.is_none() {
             target.appender = Some(
                 Appender::new(session, CATALOG, &s.schema, &target.table, &COLUMNS).with_context(
@@ -245,7 +249,7 @@ impl<'s> Sink<'s> {
 
     /// The catalog's streams with their assigned tables.
     pub fn streams(&self) -> &[Stream] {
-        &self.streams
+        &self.catalog.streams
     }
 
     /// Flushes every appender and commits. On error the transaction is
@@ -262,7 +266,7 @@ impl<'s> Sink<'s> {
     }
 
     fn flush_and_commit(&mut self) -> Result<()> {
-        for (target, s) in self.targets.iter_mut().zip(&self.streams) {
+        for (target, s) in self.targets.iter_mut().zip(&self.catalog.streams) {
             if target.txn_rows == 0 {
                 continue;
             }
@@ -305,7 +309,7 @@ impl<'s> Sink<'s> {
     /// transaction. Later records of the stream go to the live table.
     pub fn finish_truncate(&mut self, stream: usize) -> Result<()> {
         debug_assert!(self.txn.is_none(), "commit before finishing a truncate");
-        let s = &self.streams[stream];
+        let s = &self.catalog.streams[stream];
         if s.mode != WriteMode::Truncate {
             return Ok(());
         }
