@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::config::{Config, Target};
-use crate::duck::{DuckError, Session};
+use crate::duck::{names_storage_full, DuckError, Session};
 use crate::error::Failure;
 use crate::names::literal;
 pub use crate::names::CATALOG;
@@ -205,6 +205,15 @@ fn settings_failure(e: DuckError) -> anyhow::Error {
     anyhow::Error::new(e).context(failure)
 }
 
+/// The file or the files beside it cannot be written: the same failure
+/// whether DuckDB found out when attaching or at a later commit.
+fn unwritable(label: &str) -> Failure {
+    Failure::config(format!(
+        "cannot write the database `{label}` or the files beside it (`.wal`, `.tmp`): \
+         permission denied, read-only location, or a folder in the way"
+    ))
+}
+
 fn attach_failure(label: &str, e: DuckError) -> anyhow::Error {
     let failure = if e.is_lock_conflict() {
         Failure::transient(format!(
@@ -212,9 +221,7 @@ fn attach_failure(label: &str, e: DuckError) -> anyhow::Error {
              close it and retry"
         ))
     } else if e.is_permission_denied() {
-        Failure::config(format!(
-            "cannot write the database `{label}`: permission denied or read-only location"
-        ))
+        unwritable(label)
     } else if e.text().contains("not a valid DuckDB database")
         || e.text().contains("version number")
     {
@@ -233,22 +240,17 @@ fn attach_failure(label: &str, e: DuckError) -> anyhow::Error {
 /// lets DuckDB open the file but not create its WAL). DuckDB's own text
 /// stays in the internal message.
 pub fn storage_failure(e: anyhow::Error, label: &str) -> anyhow::Error {
-    let duck = e.chain().find_map(|c| c.downcast_ref::<DuckError>());
-    let text = format!("{e:#}");
-    let full = duck.is_some_and(DuckError::is_storage_full)
-        || text.contains("No space left on device")
-        || text.contains("File too large");
-    let denied = duck.is_some_and(DuckError::is_permission_denied);
-    let failure = if full {
+    let denied = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<DuckError>())
+        .is_some_and(DuckError::is_permission_denied);
+    let failure = if names_storage_full(&format!("{e:#}")) {
         Failure::config(format!(
             "the disk holding `{label}` is full, or a file-size limit was reached, while writing; \
              free space and retry (everything up to the last echoed state is saved)"
         ))
     } else if denied {
-        Failure::config(format!(
-            "cannot write the database `{label}` or the files beside it (`.wal`, `.tmp`): \
-             permission denied, read-only location, or a folder in the way"
-        ))
+        unwritable(label)
     } else {
         return e;
     };

@@ -77,12 +77,6 @@ impl DuckError {
         .any(|w| self.text.contains(w))
     }
 
-    /// A full disk or a file-size limit: no error type of its own either,
-    /// so the OS's words decide, as above.
-    pub fn is_storage_full(&self) -> bool {
-        self.text.contains("No space left on device") || self.text.contains("File too large")
-    }
-
     /// A `ROLLBACK` with no transaction open (DuckDB has already ended one
     /// whose `COMMIT` failed). The type says "transaction"; only the text
     /// says which transaction error, as DuckDB has no finer type.
@@ -90,6 +84,13 @@ impl DuckError {
         self.kind == Some(ffi::duckdb_error_type_DUCKDB_ERROR_TRANSACTION)
             && self.text.contains("no transaction is active")
     }
+}
+
+/// Whether error text names a full disk or a file-size limit: no DuckDB
+/// error type says so, so the OS's words decide (in DuckDB's errors and in
+/// the program's own I/O errors alike).
+pub fn names_storage_full(text: &str) -> bool {
+    text.contains("No space left on device") || text.contains("File too large")
 }
 
 /// DuckDB error types whose message is about a value: a conversion, a

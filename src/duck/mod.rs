@@ -27,7 +27,7 @@ use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 
 pub use appender::{Appender, Row};
-pub use error::{scrub, DuckError};
+pub use error::{names_storage_full, scrub, DuckError};
 pub use session::{Session, Transaction};
 
 type Result<T> = std::result::Result<T, DuckError>;
