@@ -1,8 +1,11 @@
-"""Benchmark destination-duckdb (`ours`) against two baselines on the same
+"""Benchmark destination-duckdb (`ours`) against baselines on the same
 generated Airbyte input, on the same machine, in the same run:
 
-  ours         $BIN write --config CFG --catalog CAT < input, into a fresh file
-               (typed output as views, the default)
+  ours         $BIN write --config CFG --catalog CAT < input, into a fresh file,
+               with the binary's default config (whatever its default
+               typed_output is)
+  ours_off     the same with "typed_output": "off" (raw tables only)
+  ours_views   the same with "typed_output": "views"
   ours_tables  the same with "typed_output": "tables" (typed tables
                materialised at the end of the sync)
   duckdb_bulk  DuckDB's own read_ndjson + INSERT ... SELECT (bench/baselines.py)
@@ -12,11 +15,16 @@ generated Airbyte input, on the same machine, in the same run:
                memory, into a fresh file in one transaction (bench/baselines.py);
                only the copy is timed. What storing these rows costs at least.
 
-Every contender runs in a child process of its own; wall time and peak RSS
-(wait4 rusage) are those of that child. Each result is checked: the row counts
-of main._airbyte_raw_<stream> must match the input, and `ours` must echo every
-STATE. Any mismatch exits non-zero. Run it through bench/run, which prepares
-the Python environment. See bench/README.md.
+Inputs are generated for every --sizes x --streams pair (the same total
+records spread over 3, 21, 200 ... streams). Every contender runs in a child
+process of its own; wall time and peak RSS (wait4 rusage) are those of that
+child. Each result is checked: the row counts of main._airbyte_raw_<stream>
+must match the input, `ours*` must echo every STATE, and every typed relation
+must hold one row per record (append) or per distinct key (append_dedup).
+Any mismatch exits non-zero. After the table, a TARGETS block prints each
+target of issue #15 that the run measured, with its ratio and PASS or MISS
+(a MISS does not change the exit code). Run it through bench/run, which
+prepares the Python environment. See bench/README.md.
 """
 import argparse
 import datetime
@@ -36,8 +44,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GENERATOR = REPO / "scripts" / "generate_input.py"
 BASELINES = HERE / "baselines.py"
-CONTENDERS = ("ours", "ours_tables", "duckdb_bulk", "per_row", "storage_floor")
-TYPED = {"ours": "views", "ours_tables": "tables"}
+CONTENDERS = ("ours", "ours_off", "ours_views", "ours_tables", "duckdb_bulk", "per_row", "storage_floor")
+# typed_output each of our contenders sets in its config; None = the binary's default.
+TYPED = {"ours": None, "ours_off": "off", "ours_views": "views", "ours_tables": "tables"}
+# What information_schema.tables says for each kind of typed relation.
+RELATION_KIND = {"VIEW": "views", "BASE TABLE": "tables"}
+MIB_LIMIT = 256
 RAW_COLUMNS = ["_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_data", "_airbyte_meta", "_airbyte_generation_id"]
 
 
@@ -118,14 +130,15 @@ def scan_input(path):
             "states": len(states), "state_messages": states, "bytes": os.path.getsize(path)}
 
 
-def ensure_input(work, n, seed, state_every, mode="append"):
-    """Generated input for n records, cached under work/inputs keyed by size,
-    seed, state interval and the generator's content. Written under temporary
-    names and renamed, so an interrupted run never leaves a half file that
-    looks done."""
+def ensure_input(work, n, seed, state_every, mode="append", streams=3):
+    """Generated input for n records over `streams` streams, cached under
+    work/inputs keyed by size, streams, seed, state interval, mode and the
+    generator's content. The generator writes straight to disk; its output
+    and catalog are written under temporary names and renamed, so an
+    interrupted run never leaves a half file that looks done."""
     d = work / "inputs"
     d.mkdir(parents=True, exist_ok=True)
-    key = f"n{n}-seed{seed}-state{state_every}-gen{generator_digest()}"
+    key = f"n{n}-streams{streams}-seed{seed}-state{state_every}-gen{generator_digest()}"
     if mode != "append":
         key += f"-{mode}"
     msgs, cat, meta = d / f"{key}.jsonl", d / f"{key}.catalog.json", d / f"{key}.meta.json"
@@ -137,11 +150,11 @@ def ensure_input(work, n, seed, state_every, mode="append"):
         if info.get("version") == META_VERSION and info.get("bytes") == msgs.stat().st_size:
             return msgs, cat, info
     else:
-        log(f"generating {n} records (seed {seed}, a state every {state_every}) -> {msgs}")
+        log(f"generating {n} records over {streams} streams (seed {seed}, a state every {state_every}) -> {msgs}")
         tmp_msgs, tmp_cat = d / f".{key}.jsonl.tmp", d / f".{key}.catalog.json.tmp"
         subprocess.run([sys.executable, str(GENERATOR), "--records", str(n), "--seed", str(seed),
-                        "--state-every", str(state_every), "--mode", mode, "--out", str(tmp_msgs),
-                        "--catalog", str(tmp_cat)],
+                        "--state-every", str(state_every), "--mode", mode, "--streams", str(streams),
+                        "--out", str(tmp_msgs), "--catalog", str(tmp_cat)],
                        check=True)
         os.replace(tmp_cat, cat)
         os.replace(tmp_msgs, msgs)
@@ -225,7 +238,7 @@ def verify_tables(db, catalog_path, expected, who):
     return total
 
 
-def check_ours_stdout(stdout_path, info):
+def check_ours_stdout(stdout_path, info, who="ours"):
     """Every stdout line must be a JSON AirbyteMessage and none a TRACE
     ERROR; the STATEs must come back one for one, in order, unchanged but for
     destinationStats, whose recordCount must be right for STREAM states."""
@@ -237,63 +250,93 @@ def check_ours_stdout(stdout_path, info):
             try:
                 msg = json.loads(line)
             except ValueError:
-                raise BenchError(f"ours: stdout line {i} is not JSON: {line[:200]!r}")
+                raise BenchError(f"{who}: stdout line {i} is not JSON: {line[:200]!r}")
             kind = msg.get("type")
             if kind == "STATE":
                 echoed.append(msg.get("state") or {})
             elif kind == "TRACE" and (msg.get("trace") or {}).get("type") == "ERROR":
                 errors.append((msg["trace"].get("error") or {}).get("message"))
     if errors:
-        raise BenchError(f"ours: reported errors: {errors}")
+        raise BenchError(f"{who}: reported errors: {errors}")
     expected = info["state_messages"]
     if len(echoed) != len(expected):
-        raise BenchError(f"ours: echoed {len(echoed)} STATE messages, expected {len(expected)}")
+        raise BenchError(f"{who}: echoed {len(echoed)} STATE messages, expected {len(expected)}")
     for i, (got, want) in enumerate(zip(echoed, expected), 1):
         stats = got.pop("destinationStats", None)
         sent = dict(want["state"])
         sent.pop("destinationStats", None)
         if got != sent:
-            raise BenchError(f"ours: STATE #{i} echoed as {json.dumps(got)[:300]}, sent {json.dumps(sent)[:300]}")
+            raise BenchError(f"{who}: STATE #{i} echoed as {json.dumps(got)[:300]}, sent {json.dumps(sent)[:300]}")
         if want["record_count"] is not None:
             count = (stats or {}).get("recordCount")
             if count != want["record_count"]:
-                raise BenchError(f"ours: STATE #{i} has destinationStats.recordCount {count!r}, "
+                raise BenchError(f"{who}: STATE #{i} has destinationStats.recordCount {count!r}, "
                                  f"expected {want['record_count']}")
     return len(echoed)
 
 
 SCAN_TYPED = """
 import json, sys, time, duckdb
-db, names = sys.argv[1], json.loads(sys.argv[2])
+db, names, key = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 con = duckdb.connect(db, read_only=True)
 con.execute("SET enable_progress_bar = false")
-t0 = time.perf_counter()
-typed = {n: con.execute(f'SELECT count(*), sum(hash(t)) FROM main."{n}" t').fetchone()[0] for n in names}
+kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
+                         "WHERE table_schema = 'main'").fetchall())
+typed, t0 = {}, time.perf_counter()
+for n in names:
+    if n in kinds:
+        typed[n] = con.execute(f'SELECT count(*), sum(hash(t)) FROM main."{n}" t').fetchone()[0]
 seconds = time.perf_counter() - t0
-raw = {n: con.execute(f'SELECT count(*) FROM main."_airbyte_raw_{n}"').fetchone()[0] for n in names}
-print(json.dumps({"seconds": seconds, "typed": typed, "raw": raw}))
+raw, keys = {}, {}
+for n in names:
+    raw[n] = con.execute(f'SELECT count(*) FROM main."_airbyte_raw_{n}"').fetchone()[0]
+    if key and n in typed:
+        expr = " || chr(31) || ".join(f"coalesce(json_extract_string(_airbyte_data, '{p}'), chr(30))" for p in key[n])
+        keys[n] = con.execute(f'SELECT count(DISTINCT {expr}) FROM main."_airbyte_raw_{n}"').fetchone()[0]
+print(json.dumps({"seconds": seconds if typed else None, "typed": typed, "raw": raw, "keys": keys,
+                  "kinds": {n: kinds.get(n) for n in names}}))
 """
 
 
-def scan_typed(db, catalog_path, who):
-    """Reads every typed relation whole (a hash over all columns of every
-    row) and checks it has one row per raw row (the generator's ids are
-    unique, so append_dedup keeps them all). Returns the seconds the scans
-    took: the query-side cost of views versus tables. Runs in a child
-    process: memory this process touches would inflate the peak RSS that
-    later children (forked from it) report."""
+def json_path(field_path):
+    return "$" + "".join('."' + part.replace('"', '\\"') + '"' for part in field_path)
+
+
+def scan_typed(db, catalog_path, who, want_kind):
+    """Finds the typed relation of each stream (main."<stream>"), checks its
+    kind (view or table) against want_kind ("views", "tables", "off", or None
+    for whatever the binary's default is, as long as every stream has the
+    same), reads each whole (a hash over all columns of every row) and checks
+    it holds one row per raw row, or per distinct primary key for
+    append_dedup streams. Returns (seconds the scans took, the kind found):
+    the query-side cost of views versus tables. Runs in a child process:
+    memory this process touches would inflate the peak RSS that later
+    children (forked from it) report."""
     catalog = json.loads(Path(catalog_path).read_text())
     names = [cs["stream"]["name"] for cs in catalog["streams"]]
-    p = subprocess.run([sys.executable, "-c", SCAN_TYPED, str(db), json.dumps(names)],
+    dedup = {cs["stream"]["name"]: [json_path(p) for p in cs.get("primary_key") or []]
+             for cs in catalog["streams"] if cs.get("destination_sync_mode") == "append_dedup"}
+    p = subprocess.run([sys.executable, "-c", SCAN_TYPED, str(db), json.dumps(names), json.dumps(dedup)],
                        capture_output=True, text=True)
     if p.returncode != 0:
         raise BenchError(f"{who}: reading the typed relations failed:\n{p.stderr[-2000:]}")
     result = json.loads(p.stdout)
+    found = {RELATION_KIND.get(k, k) if k else "off" for k in result["kinds"].values()}
+    if len(found) != 1:
+        raise BenchError(f"{who}: streams have different typed relations: {result['kinds']}")
+    kind = found.pop()
+    if want_kind is not None and kind != want_kind:
+        raise BenchError(f"{who}: typed_output {want_kind} left typed relations of kind {kind}: {result['kinds']}")
     for name in names:
-        if result["typed"][name] != result["raw"][name]:
+        if name not in result["typed"]:
+            continue
+        want, what = result["raw"][name], "raw rows"
+        if name in dedup:
+            want, what = (result["keys"][name], "distinct keys") if dedup[name] else (want, "raw rows")
+        if result["typed"][name] != want:
             raise BenchError(f"{who}: typed relation main.{name} has {result['typed'][name]} rows, "
-                             f"raw has {result['raw'][name]}")
-    return result["seconds"]
+                             f"expected {want} ({what})")
+    return result["seconds"], kind
 
 
 def run_ours(args, run_dir, tag, msgs, cat, info, who="ours"):
@@ -301,17 +344,20 @@ def run_ours(args, run_dir, tag, msgs, cat, info, who="ours"):
     cfg = run_dir / f"{who}-{tag}.config.json"
     out, err = run_dir / f"{who}-{tag}.stdout", run_dir / f"{who}-{tag}.stderr"
     remove_db(db)
-    cfg.write_text(json.dumps({"destination_path": str(db), "typed_output": TYPED[who]}))
+    config = {"destination_path": str(db)}
+    if TYPED[who] is not None:
+        config["typed_output"] = TYPED[who]
+    cfg.write_text(json.dumps(config))
     code, wall, rss = run_child([args.bin, "write", "--config", str(cfg), "--catalog", str(cat)], msgs, out, err)
     if code != 0:
         raise BenchError(f"{who}: exit code {code}\n--- stderr (tail) ---\n{tail(err)}\n--- stdout (tail) ---\n{tail(out)}")
-    states = check_ours_stdout(out, info)
+    states = check_ours_stdout(out, info, who)
     rows = verify_tables(db, cat, info, who)
-    query_s = scan_typed(db, cat, who)
+    query_s, kind = scan_typed(db, cat, who, TYPED[who])
     if not args.keep_db:
         remove_db(db)
     return {"records": rows, "seconds": wall, "wall_s": wall, "peak_rss_mib": rss, "states_echoed": states,
-            "typed_scan_s": query_s}
+            "typed_scan_s": query_s, "typed_output": kind}
 
 
 def run_baseline(args, kind, run_dir, tag, msgs, cat, info, extra):
@@ -340,6 +386,7 @@ def run_baseline(args, kind, run_dir, tag, msgs, cat, info, extra):
 def summarize(runs, input_bytes):
     secs = statistics.median(r["seconds"] for r in runs)
     records = runs[0]["records"]
+    scans = [r["typed_scan_s"] for r in runs if r.get("typed_scan_s") is not None]
     return {
         "records": records,
         "input_bytes": input_bytes,
@@ -348,10 +395,94 @@ def summarize(runs, input_bytes):
         "records_per_s": records / secs,
         "mb_per_s": input_bytes / 1e6 / secs,
         "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
-        "median_typed_scan_s": (statistics.median(r["typed_scan_s"] for r in runs)
-                                if "typed_scan_s" in runs[0] else None),
+        "median_typed_scan_s": statistics.median(scans) if scans else None,
+        "typed_output": runs[0].get("typed_output"),
         "runs": runs,
     }
+
+
+# ---------------------------------------------------------------- targets
+
+def target(name, value, op, threshold, unit="x"):
+    """One line of the TARGETS block. op is '>=', '<=' or None (reported only)."""
+    if op is None:
+        verdict = "info"
+    elif op == ">=":
+        verdict = "PASS" if value >= threshold else "MISS"
+    else:
+        verdict = "PASS" if value <= threshold else "MISS"
+    return {"target": name, "value": value, "op": op, "threshold": threshold, "unit": unit, "verdict": verdict}
+
+
+def compute_targets(results, mode):
+    """The targets of issue #15 that this run has the inputs for, in the
+    issue's order. Each compares contenders of the same run (same machine
+    load), medians over the repeats."""
+    by = {(r["records"], r["streams"]): r["contenders"] for r in results}
+    sizes = sorted({r["records"] for r in results})
+    streams = sorted({r["streams"] for r in results})
+    out = []
+
+    def ours(n, s):
+        return by.get((n, s), {}).get("ours")
+
+    # Typed output by default at >= 0.8x the throughput of raw-only output.
+    for n in sizes:
+        for s in streams:
+            c = by.get((n, s), {})
+            if "ours" in c and "ours_off" in c:
+                kind = c["ours"]["typed_output"]
+                out.append(target(f"{n:,} records, {s} streams, {mode}: default (typed_output {kind}) vs off, "
+                                  "throughput", c["ours"]["records_per_s"] / c["ours_off"]["records_per_s"],
+                                  ">=", 0.8))
+    # Many streams: the same records over more streams, wall time vs 3 streams.
+    for n in sizes:
+        base = ours(n, 3)
+        for s in streams:
+            if s != 3 and base and ours(n, s):
+                out.append(target(f"{n:,} records: {s} streams vs 3 streams, wall time",
+                                  ours(n, s)["median_wall_s"] / base["median_wall_s"], "<=", 1.25))
+    # Peak RSS with the defaults.
+    for n in sizes:
+        for s in streams:
+            if ours(n, s):
+                out.append(target(f"{n:,} records, {s} streams: ours peak RSS",
+                                  ours(n, s)["median_peak_rss_mib"], "<=", MIB_LIMIT, " MiB"))
+    # Against DuckDB's own path, and the storage floor (reported).
+    for n in sizes:
+        for s in streams:
+            c = by.get((n, s), {})
+            if "ours" in c and "duckdb_bulk" in c:
+                out.append(target(f"{n:,} records, {s} streams: ours vs duckdb_bulk, throughput",
+                                  c["ours"]["records_per_s"] / c["duckdb_bulk"]["records_per_s"],
+                                  ">=", 1.5 if n >= 1_000_000 else 1.0))
+            if "ours" in c and "storage_floor" in c:
+                out.append(target(f"{n:,} records, {s} streams: ours vs storage_floor, throughput",
+                                  c["ours"]["records_per_s"] / c["storage_floor"]["records_per_s"], None, None))
+    # Memory growth with size.
+    for s in streams:
+        for small, large, limit in ((100_000, 1_000_000, 2.0), (1_000_000, 10_000_000, 1.1)):
+            if ours(small, s) and ours(large, s):
+                out.append(target(f"{s} streams: ours peak RSS {large:,} vs {small:,} records",
+                                  ours(large, s)["median_peak_rss_mib"] / ours(small, s)["median_peak_rss_mib"],
+                                  "<=", limit))
+    return out
+
+
+def print_targets(targets):
+    if not targets:
+        return
+    print()
+    print("TARGETS (issue #15; ratios within this run, medians over repeats; a MISS does not fail the run)")
+    width = max(len(t["target"]) for t in targets)
+    for t in targets:
+        if t["unit"] == "x":
+            value = f"{t['value']:.2f}x"
+            want = "" if t["op"] is None else f"{t['op']} {t['threshold']:g}x"
+        else:
+            value = f"{t['value']:.1f}{t['unit']}"
+            want = f"{t['op']} {t['threshold']:g}{t['unit']}"
+        print(f"  {t['target'].ljust(width)}  {value:>10}  {want:<12}  {t['verdict']}")
 
 
 # ---------------------------------------------------------------- output
@@ -361,26 +492,32 @@ def fmt_rate(x):
 
 
 def print_table(results, contenders):
-    headers = ["records", "contender", "loaded", "records/s", "MB/s", "peak RSS MiB", "time s", "wall s", "typed scan s"]
+    headers = ["records", "streams", "contender", "loaded", "records/s", "MB/s", "peak RSS MiB", "time s", "wall s",
+               "typed scan s"]
+    left = headers.index("contender")
     rows = []
     for size in results:
         for name in contenders:
             c = size["contenders"].get(name)
             if c is None:
                 continue
-            rows.append([f"{size['records']:,}", name, f"{c['records']:,}", fmt_rate(c["records_per_s"]),
-                         f"{c['mb_per_s']:.1f}", f"{c['median_peak_rss_mib']:.1f}",
+            label = name if not c.get("typed_output") or name == "ours_off" else f"{name} ({c['typed_output']})"
+            rows.append([f"{size['records']:,}", str(size["streams"]), label, f"{c['records']:,}",
+                         fmt_rate(c["records_per_s"]), f"{c['mb_per_s']:.1f}", f"{c['median_peak_rss_mib']:.1f}",
                          f"{c['median_seconds']:.3f}", f"{c['median_wall_s']:.3f}",
                          "-" if c.get("median_typed_scan_s") is None else f"{c['median_typed_scan_s']:.3f}"])
         rows.append(None)
     widths = [max(len(h), *(len(r[i]) for r in rows if r)) for i, h in enumerate(headers)]
-    line = "  ".join(h.rjust(w) if i != 1 else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths)))
+
+    def fmt(values):
+        return "  ".join(v.ljust(w) if i == left else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
+
+    line = fmt(headers)
     print(line)
     print("-" * len(line))
     for r in rows:
-        if r is None:
-            continue
-        print("  ".join(v.rjust(w) if i != 1 else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))))
+        if r is not None:
+            print(fmt(r))
     print()
     if any(size["ratios"] for size in results):
         print("ratios (ours records/s / theirs records/s; RSS = ours peak RSS / theirs):")
@@ -389,23 +526,26 @@ def print_table(results, contenders):
         for name, r in size["ratios"].items():
             parts.append(f"vs {name}: {r['throughput']:.2f}x throughput, RSS {r['rss']:.2f}x")
         if parts:
-            print(f"  {size['records']:>12,} records  " + "   ".join(parts))
+            print(f"  {size['records']:>12,} records, {size['streams']:>3} streams  " + "   ".join(parts))
     for size in results:
-        v, t = size["contenders"].get("ours"), size["contenders"].get("ours_tables")
-        if v and t:
-            print(f"  {size['records']:>12,} records  typed output: tables write at "
-                  f"{t['records_per_s'] / v['records_per_s']:.2f}x the throughput of views; a full scan of the "
-                  f"typed relations takes {t['median_typed_scan_s']:.3f} s (tables) vs "
-                  f"{v['median_typed_scan_s']:.3f} s (views)")
-    ours_rss = [(s["records"], s["contenders"]["ours"]["median_peak_rss_mib"])
-                for s in results if "ours" in s["contenders"]]
-    if len(ours_rss) > 1:
-        print("ours peak RSS by size: " + ", ".join(f"{n:,}: {m:.1f} MiB" for n, m in ours_rss))
+        off = size["contenders"].get("ours_off")
+        for name in ("ours", "ours_views", "ours_tables"):
+            c = size["contenders"].get(name)
+            if off and c and c.get("median_typed_scan_s") is not None:
+                print(f"  {size['records']:>12,} records, {size['streams']:>3} streams  {name} ({c['typed_output']}) "
+                      f"writes at {c['records_per_s'] / off['records_per_s']:.2f}x the throughput of ours_off; "
+                      f"a full scan of its typed relations takes {c['median_typed_scan_s']:.3f} s")
+    for s in sorted({size["streams"] for size in results}):
+        ours_rss = [(size["records"], size["contenders"]["ours"]["median_peak_rss_mib"])
+                    for size in results if size["streams"] == s and "ours" in size["contenders"]]
+        if len(ours_rss) > 1:
+            print(f"ours peak RSS by size, {s} streams: " + ", ".join(f"{n:,}: {m:.1f} MiB" for n, m in ours_rss))
     print()
     print("medians over repeats. time s = what records/s and MB/s use: the whole child process for ours;")
     print("for the Python baselines the time inside the process (connect to close), without interpreter")
     print("start-up. wall s = whole child process for all. per_row loads only a capped prefix.")
-    print("typed scan s = reading every typed relation whole after the sync (views type the JSON at query time).")
+    print("ours (X) = the typed output the binary's default config produced; typed scan s = reading every")
+    print("typed relation whole after the sync (views type the JSON at query time).")
     if "storage_floor" in contenders:
         print("storage_floor = DuckDB copying the finished rows from memory into a fresh file in one transaction;")
         print("only that copy is timed, and its RSS includes the rows held in memory: a lower bound, not a loader.")
@@ -413,11 +553,31 @@ def print_table(results, contenders):
 
 # ---------------------------------------------------------------- main
 
+def parse_list(text, parse, what):
+    try:
+        values = [parse(v) for v in text.split(",") if v.strip()]
+    except (ValueError, argparse.ArgumentTypeError) as e:
+        raise SystemExit(f"bench: bad {what} {text!r}: {e}")
+    if not values:
+        raise SystemExit(f"bench: no {what} in {text!r}")
+    return values
+
+
+def parse_streams(text):
+    n = int(text)
+    if n < 1:
+        raise ValueError("a stream count must be at least 1")
+    return n
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100k",
                     help="comma-separated record counts, k/M suffixes allowed (default 100k)")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per contender and size; medians are reported (default 3)")
+    ap.add_argument("--streams", default="3",
+                    help="comma-separated stream counts, each crossed with every size: the same records spread "
+                         "over that many streams (default 3; the many-streams targets want 3,21,200)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender and input; medians are reported (default 3)")
     ap.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     ap.add_argument("--state-every", type=parse_size, default=5_000,
                     help="a STATE message every this many records in the generated input (default 5000)")
@@ -426,7 +586,9 @@ def main():
     ap.add_argument("--bin", default=None, help=f"destination-duckdb binary (default {default_bin()})")
     ap.add_argument("--work-dir", default=str(HERE / "out"), help="inputs, scratch databases, results (default bench/out)")
     ap.add_argument("--contenders", default=",".join(CONTENDERS),
-                    help=f"comma-separated subset of {', '.join(CONTENDERS)} (default all)")
+                    help=f"comma-separated subset of {', '.join(CONTENDERS)} (default all). At 10M records "
+                         "leave out per_row, storage_floor and duckdb_bulk unless you mean to wait (and to "
+                         "give them several GB)")
     ap.add_argument("--bulk-method", choices=["stage", "scan"], default="stage",
                     help="duckdb_bulk: 'stage' reads the file once into a temp table then splits it by stream; "
                          "'scan' runs one streaming read_ndjson pass per stream (default stage)")
@@ -434,12 +596,14 @@ def main():
     ap.add_argument("--mode", default="append", choices=["append", "append_dedup"],
                     help="destination_sync_mode of the generated catalog (default append)")
     ap.add_argument("--smoke", action="store_true",
-                    help="tiny run for CI: 3000 records with a state every 500, repeat 1, per-row cap 1000")
+                    help="tiny run for CI: 3000 records over 3 and 21 streams with a state every 500, repeat 1, "
+                         "per-row cap 1000")
     args = ap.parse_args()
 
     if args.smoke:
-        args.sizes, args.repeat, args.per_row_cap, args.state_every = "3000", 1, 1000, 500
-    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+        args.sizes, args.streams, args.repeat, args.per_row_cap, args.state_every = "3000", "3,21", 1, 1000, 500
+    sizes = parse_list(args.sizes, parse_size, "sizes")
+    stream_counts = parse_list(args.streams, parse_streams, "stream counts")
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown or not contenders:
@@ -447,10 +611,11 @@ def main():
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     args.bin = os.path.abspath(args.bin or default_bin())
-    if "ours" in contenders and not os.access(args.bin, os.X_OK):
+    ours_wanted = [c for c in contenders if c in TYPED]
+    if ours_wanted and not os.access(args.bin, os.X_OK):
         raise BenchError(f"binary not found or not executable: {args.bin}\n"
                          "  build it with `cargo build --release`, pass --bin, or leave it out with "
-                         "--contenders duckdb_bulk,per_row")
+                         "--contenders duckdb_bulk,per_row,storage_floor")
 
     work = Path(args.work_dir).resolve()
     run_dir = work / "runs"
@@ -458,63 +623,70 @@ def main():
     started = datetime.datetime.now()
 
     bin_version = None
-    if "ours" in contenders:
+    if ours_wanted:
         v = subprocess.run([args.bin, "--version"], capture_output=True, text=True)
         bin_version = v.stdout.strip() or None
 
     results = []
     for n in sizes:
-        msgs, cat, info = ensure_input(work, n, args.seed, args.state_every, args.mode)
-        cap = min(n, args.per_row_cap)
-        if "per_row" in contenders:
-            pr_msgs, pr_cat, pr_info = ensure_input(work, cap, args.seed, args.state_every) if cap < n else (msgs, cat, info)
-            warm_cache(pr_msgs)
-        warm_cache(msgs)
-        runs = {c: [] for c in contenders}
-        for i in range(args.repeat):
-            # Contenders take turns within each repeat, so slow drifts in
-            # machine load spread over all of them.
+        for streams in stream_counts:
+            msgs, cat, info = ensure_input(work, n, args.seed, args.state_every, args.mode, streams)
+            cap = min(n, args.per_row_cap)
+            if "per_row" in contenders:
+                pr_msgs, pr_cat, pr_info = (ensure_input(work, cap, args.seed, args.state_every, "append", streams)
+                                            if cap < n else (msgs, cat, info))
+                warm_cache(pr_msgs)
+            warm_cache(msgs)
+            runs = {c: [] for c in contenders}
+            for i in range(args.repeat):
+                # Contenders take turns within each repeat, so slow drifts in
+                # machine load spread over all of them.
+                for c in contenders:
+                    tag = f"n{n}-s{streams}-r{i}"
+                    log(f"{n} records, {streams} streams, repeat {i + 1}/{args.repeat}: {c}")
+                    if c in TYPED:
+                        r = run_ours(args, run_dir, tag, msgs, cat, info, c)
+                    elif c == "duckdb_bulk":
+                        r = run_baseline(args, c, run_dir, tag, msgs, cat, info, ["--method", args.bulk_method])
+                    elif c == "storage_floor":
+                        r = run_baseline(args, c, run_dir, tag, msgs, cat, info, [])
+                    else:
+                        r = run_baseline(args, c, run_dir, tag, pr_msgs, pr_cat, pr_info, ["--limit", str(cap)])
+                    runs[c].append(r)
+            summary = {"records": n, "streams": streams, "mode": args.mode, "input_bytes": info["bytes"],
+                       "states": info["states"], "contenders": {}, "ratios": {}}
             for c in contenders:
-                tag = f"n{n}-r{i}"
-                log(f"{n} records, repeat {i + 1}/{args.repeat}: {c}")
-                if c in TYPED:
-                    r = run_ours(args, run_dir, tag, msgs, cat, info, c)
-                elif c == "duckdb_bulk":
-                    r = run_baseline(args, c, run_dir, tag, msgs, cat, info, ["--method", args.bulk_method])
-                elif c == "storage_floor":
-                    r = run_baseline(args, c, run_dir, tag, msgs, cat, info, [])
-                else:
-                    r = run_baseline(args, c, run_dir, tag, pr_msgs, pr_cat, pr_info, ["--limit", str(cap)])
-                runs[c].append(r)
-        summary = {"records": n, "input_bytes": info["bytes"], "states": info["states"], "contenders": {}, "ratios": {}}
-        for c in contenders:
-            nbytes = pr_info["bytes"] if c == "per_row" else info["bytes"]
-            summary["contenders"][c] = summarize(runs[c], nbytes)
-        if "ours" in contenders:
-            ours = summary["contenders"]["ours"]
-            for c in contenders:
-                if c != "ours":
-                    theirs = summary["contenders"][c]
-                    summary["ratios"][c] = {
-                        "throughput": ours["records_per_s"] / theirs["records_per_s"],
-                        "rss": ours["median_peak_rss_mib"] / theirs["median_peak_rss_mib"],
-                    }
-        results.append(summary)
+                nbytes = pr_info["bytes"] if c == "per_row" else info["bytes"]
+                summary["contenders"][c] = summarize(runs[c], nbytes)
+            if "ours" in contenders:
+                ours = summary["contenders"]["ours"]
+                for c in contenders:
+                    if c != "ours":
+                        theirs = summary["contenders"][c]
+                        summary["ratios"][c] = {
+                            "throughput": ours["records_per_s"] / theirs["records_per_s"],
+                            "rss": ours["median_peak_rss_mib"] / theirs["median_peak_rss_mib"],
+                        }
+            results.append(summary)
 
     print()
     print_table(results, contenders)
+    targets = compute_targets(results, args.mode)
+    print_targets(targets)
 
     git_rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True).stdout.strip() or None
     report = {
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-        "settings": {"sizes": sizes, "repeat": args.repeat, "seed": args.seed, "state_every": args.state_every, "per_row_cap": args.per_row_cap,
+        "settings": {"sizes": sizes, "streams": stream_counts, "repeat": args.repeat, "seed": args.seed,
+                     "state_every": args.state_every, "per_row_cap": args.per_row_cap,
                      "bulk_method": args.bulk_method, "contenders": contenders, "smoke": args.smoke, "mode": args.mode},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "duckdb_python": duckdb.__version__},
         "ours": {"bin": args.bin, "version": bin_version, "git": git_rev},
         "results": results,
+        "targets": targets,
     }
     path = work / f"results-{started.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=1))
