@@ -15,6 +15,12 @@ generated Airbyte input, on the same machine, in the same run:
                memory, into a fresh file in one transaction (bench/baselines.py);
                only the copy is timed. What storing these rows costs at least.
 
+With --peers (or naming them in --contenders), other tools that load the same
+records into DuckDB run too, each from its own virtualenv (bench/peers.py):
+pyairbyte, dlt and target_duckdb. Their rows are counted per stream in the
+tables they create; a wrong count is reported in the table and makes the run
+exit non-zero at the end, after every contender has run.
+
 Inputs are generated for every --sizes x --streams pair (the same total
 records spread over 3, 21, 200 ... streams). Every contender runs in a child
 process of its own; wall time and peak RSS (wait4 rusage) are those of that
@@ -32,6 +38,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,11 +47,14 @@ from pathlib import Path
 
 import duckdb
 
+import peers as peerlib
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GENERATOR = REPO / "scripts" / "generate_input.py"
 BASELINES = HERE / "baselines.py"
 CONTENDERS = ("ours", "ours_off", "ours_views", "ours_tables", "duckdb_bulk", "per_row", "storage_floor")
+PEERS = tuple(peerlib.PEERS)
 # typed_output each of our contenders sets in its config; None = the binary's default.
 TYPED = {"ours": None, "ours_off": "off", "ours_views": "views", "ours_tables": "tables"}
 # What information_schema.tables says for each kind of typed relation.
@@ -174,11 +184,13 @@ def warm_cache(path):
 
 # ---------------------------------------------------------------- running
 
-def run_child(argv, stdin_path, stdout_path, stderr_path):
-    """Run one child; return (exit code, wall seconds, peak RSS MiB)."""
+def run_child(argv, stdin_path, stdout_path, stderr_path, env=None, cwd=None):
+    """Run one child; return (exit code, wall seconds, peak RSS MiB). The
+    peak is the child's ru_maxrss from wait4, which Linux reports as the
+    largest of the child and the descendants it waited for (not their sum)."""
     with open(stdin_path, "rb") as fin, open(stdout_path, "wb") as fout, open(stderr_path, "wb") as ferr:
         t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdin=fin, stdout=fout, stderr=ferr)
+        p = subprocess.Popen(argv, stdin=fin, stdout=fout, stderr=ferr, env=env, cwd=cwd)
         try:
             _, status, usage = os.wait4(p.pid, 0)
         except BaseException:
@@ -383,12 +395,80 @@ def run_baseline(args, kind, run_dir, tag, msgs, cat, info, extra):
     return {"records": rows, "seconds": result["elapsed_s"], "wall_s": wall, "peak_rss_mib": rss}
 
 
+def singer_input(msgs, cat):
+    """The Singer version of an input, for target_duckdb: converted once,
+    untimed, and cached next to it."""
+    path = Path(str(msgs)[:-len(".jsonl")] + ".singer.jsonl")
+    if not path.exists() or path.stat().st_mtime < Path(msgs).stat().st_mtime:
+        log(f"converting {msgs.name} to Singer messages for target_duckdb")
+        peerlib.to_singer(msgs, cat, path)
+    return path
+
+
+def run_peer(args, name, run_dir, tag, msgs, cat, info):
+    """One peer in a child process of its own, from its own virtualenv; its
+    rows are then counted per stream (by a second, untimed child in the same
+    virtualenv, whose duckdb wrote the file). A wrong count does not stop the
+    run: it is returned as "error" and fails the run at the end."""
+    py = peerlib.python(name)
+    # DuckDB names the database after the file: keep it an identifier.
+    stem = f"{name}_{tag}".replace("-", "_")
+    db, scratch = run_dir / f"{stem}.duckdb", run_dir / f"{stem}.scratch"
+    res = run_dir / f"{stem}.result.json"
+    out, err = run_dir / f"{stem}.stdout", run_dir / f"{stem}.stderr"
+    remove_db(db)
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    if res.exists():
+        res.unlink()
+    env = dict(os.environ, **peerlib.CHILD_ENV)
+    if name == "target_duckdb":
+        cfg = scratch / "config.json"
+        cfg.write_text(json.dumps(peerlib.target_duckdb_config(db, args.mode)))
+        argv, stdin = [str(py.parent / "target-duckdb"), "--config", str(cfg)], singer_input(msgs, cat)
+        env["TMPDIR"] = str(scratch)  # its per-batch CSV files
+    else:
+        argv = [str(py), str(HERE / "peers.py"), "run", name, "--input", str(msgs), "--catalog", str(cat),
+                "--db", str(db), "--scratch", str(scratch), "--result", str(res), "--mode", args.mode]
+        stdin = os.devnull
+    code, wall, rss = run_child(argv, stdin, out, err, env=env, cwd=str(scratch))
+    if code != 0:
+        raise BenchError(f"{name}: exit code {code}\n--- stderr (tail) ---\n{tail(err)}")
+    # target-duckdb is timed whole, like ours; the Python peers from after
+    # their imports to the end of the load, like the baselines.
+    seconds = json.loads(res.read_text())["elapsed_s"] if res.exists() else wall
+    p = subprocess.run([str(py), str(HERE / "peers.py"), "count", name, "--db", str(db), "--catalog", str(cat)],
+                       capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise BenchError(f"{name}: counting its rows failed:\n{p.stderr[-2000:]}")
+    counts = json.loads(p.stdout)
+    problems, rows = [], 0
+    for stream, want in info["per_stream"].items():
+        c = counts.get(stream) or {"error": "not in the catalog"}
+        if "error" in c:
+            problems.append(f"stream {stream}: {c['error']}")
+            continue
+        rows += c["rows"]
+        if c["rows"] != want:
+            problems.append(f"{c['table']} has {c['rows']:,} rows, expected {want:,}")
+    if not args.keep_db:
+        remove_db(db)
+        shutil.rmtree(scratch, ignore_errors=True)
+    r = {"records": rows, "seconds": seconds, "wall_s": wall, "peak_rss_mib": rss}
+    if problems:
+        r["error"] = f"{name}: wrong result ({tag}):\n  " + "\n  ".join(problems)
+        log(r["error"])
+    return r
+
+
 def summarize(runs, input_bytes):
     secs = statistics.median(r["seconds"] for r in runs)
     records = runs[0]["records"]
     scans = [r["typed_scan_s"] for r in runs if r.get("typed_scan_s") is not None]
+    errors = [r["error"] for r in runs if r.get("error")]
     return {
         "records": records,
+        "errors": errors,
         "input_bytes": input_bytes,
         "median_seconds": secs,
         "median_wall_s": statistics.median(r["wall_s"] for r in runs),
@@ -502,7 +582,8 @@ def print_table(results, contenders):
             if c is None:
                 continue
             label = name if not c.get("typed_output") or name == "ours_off" else f"{name} ({c['typed_output']})"
-            rows.append([f"{size['records']:,}", str(size["streams"]), label, f"{c['records']:,}",
+            loaded = f"{c['records']:,}" + (" WRONG" if c["errors"] else "")
+            rows.append([f"{size['records']:,}", str(size["streams"]), label, loaded,
                          fmt_rate(c["records_per_s"]), f"{c['mb_per_s']:.1f}", f"{c['median_peak_rss_mib']:.1f}",
                          f"{c['median_seconds']:.3f}", f"{c['median_wall_s']:.3f}",
                          "-" if c.get("median_typed_scan_s") is None else f"{c['median_typed_scan_s']:.3f}"])
@@ -546,6 +627,10 @@ def print_table(results, contenders):
     print("start-up. wall s = whole child process for all. per_row loads only a capped prefix.")
     print("ours (X) = the typed output the binary's default config produced; typed scan s = reading every")
     print("typed relation whole after the sync (views type the JSON at query time).")
+    if any(c in PEERS for c in contenders):
+        print("peers: time s = the whole process for target_duckdb (like ours); for pyairbyte and dlt the time")
+        print("after their imports (like the baselines). Their peak RSS is the largest process of the child's")
+        print("tree (PyAirbyte's source runs as a child of it). WRONG = rows missing or extra in some stream.")
     if "storage_floor" in contenders:
         print("storage_floor = DuckDB copying the finished rows from memory into a fresh file in one transaction;")
         print("only that copy is timed, and its RSS includes the rows held in memory: a lower bound, not a loader.")
@@ -586,9 +671,12 @@ def main():
     ap.add_argument("--bin", default=None, help=f"destination-duckdb binary (default {default_bin()})")
     ap.add_argument("--work-dir", default=str(HERE / "out"), help="inputs, scratch databases, results (default bench/out)")
     ap.add_argument("--contenders", default=",".join(CONTENDERS),
-                    help=f"comma-separated subset of {', '.join(CONTENDERS)} (default all). At 10M records "
-                         "leave out per_row, storage_floor and duckdb_bulk unless you mean to wait (and to "
-                         "give them several GB)")
+                    help=f"comma-separated subset of {', '.join(CONTENDERS + PEERS)} (default: all but the "
+                         "peers). At 10M records leave out per_row, storage_floor and duckdb_bulk unless you "
+                         "mean to wait (and to give them several GB)")
+    ap.add_argument("--peers", action="store_true",
+                    help=f"also run the peers ({', '.join(PEERS)}), each from its own virtualenv that bench/run "
+                         "installs on first use. They are slow: use --repeat 1")
     ap.add_argument("--bulk-method", choices=["stage", "scan"], default="stage",
                     help="duckdb_bulk: 'stage' reads the file once into a temp table then splits it by stream; "
                          "'scan' runs one streaming read_ndjson pass per stream (default stage)")
@@ -605,9 +693,19 @@ def main():
     sizes = parse_list(args.sizes, parse_size, "sizes")
     stream_counts = parse_list(args.streams, parse_streams, "stream counts")
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
-    unknown = [c for c in contenders if c not in CONTENDERS]
+    if args.peers:
+        contenders += [p for p in PEERS if p not in contenders]
+    unknown = [c for c in contenders if c not in CONTENDERS + PEERS]
     if unknown or not contenders:
-        ap.error(f"unknown contenders {unknown}; choose from {', '.join(CONTENDERS)}")
+        ap.error(f"unknown contenders {unknown}; choose from {', '.join(CONTENDERS + PEERS)}")
+    peer_versions = {}
+    for p in contenders:
+        if p in PEERS:
+            info = peerlib.installed(p)
+            if not info:
+                raise BenchError(f"peer {p} is not installed in {peerlib.venv(p)}: run through bench/run "
+                                 "with --peers, which installs it")
+            peer_versions[p] = info["versions"]
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     args.bin = os.path.abspath(args.bin or default_bin())
@@ -650,6 +748,8 @@ def main():
                         r = run_baseline(args, c, run_dir, tag, msgs, cat, info, ["--method", args.bulk_method])
                     elif c == "storage_floor":
                         r = run_baseline(args, c, run_dir, tag, msgs, cat, info, [])
+                    elif c in PEERS:
+                        r = run_peer(args, c, run_dir, tag, msgs, cat, info)
                     else:
                         r = run_baseline(args, c, run_dir, tag, pr_msgs, pr_cat, pr_info, ["--limit", str(cap)])
                     runs[c].append(r)
@@ -670,6 +770,10 @@ def main():
             results.append(summary)
 
     print()
+    for p, v in peer_versions.items():
+        print(f"peer {p}: " + ", ".join(f"{k} {ver}" for k, ver in v.items()))
+    if peer_versions:
+        print()
     print_table(results, contenders)
     targets = compute_targets(results, args.mode)
     print_targets(targets)
@@ -685,12 +789,16 @@ def main():
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "duckdb_python": duckdb.__version__},
         "ours": {"bin": args.bin, "version": bin_version, "git": git_rev},
+        "peers": peer_versions,
         "results": results,
         "targets": targets,
     }
     path = work / f"results-{started.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=1))
     print(f"\nresults written to {path}")
+    errors = [e for size in results for c in size["contenders"].values() for e in c["errors"]]
+    if errors:
+        raise BenchError("wrong results:\n" + "\n".join(errors))
     return 0
 
 
