@@ -39,9 +39,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -184,23 +186,89 @@ def warm_cache(path):
 
 # ---------------------------------------------------------------- running
 
-def run_child(argv, stdin_path, stdout_path, stderr_path, env=None, cwd=None):
-    """Run one child; return (exit code, wall seconds, peak RSS MiB). The
-    peak is the child's ru_maxrss from wait4, which Linux reports as the
-    largest of the child and the descendants it waited for (not their sum)."""
+def tree_rss_mib(pid):
+    """Resident memory of a process and all its descendants, MiB (shared
+    pages counted in each)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return total / 1024
+
+
+def mem_available_mib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+class Watchdog(threading.Thread):
+    """Kills a child's process group when the group's resident memory passes
+    limit_mib, or when the machine is about to run out (MemAvailable below
+    reserve_mib): the peers can take many GB, and the machine is shared.
+    Polls from a thread of its own so the wall time of the child is not
+    quantised by the polling."""
+
+    def __init__(self, pid, limit_mib, reserve_mib):
+        super().__init__(daemon=True)
+        self.pid, self.limit, self.reserve = pid, limit_mib, reserve_mib
+        self.done, self.reason = threading.Event(), None
+
+    def run(self):
+        while not self.done.wait(0.5):
+            rss, avail = tree_rss_mib(self.pid), mem_available_mib()
+            if rss > self.limit or avail < self.reserve:
+                self.reason = (f"killed at {rss:,.0f} MiB resident (limit {self.limit:,} MiB), "
+                               f"{avail:,.0f} MiB left on the machine (reserve {self.reserve:,} MiB)")
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                return
+
+
+def run_child(argv, stdin_path, stdout_path, stderr_path, env=None, cwd=None, rss_limit_mib=None,
+              reserve_mib=None):
+    """Run one child; return (exit code, wall seconds, peak RSS MiB, why it
+    was killed or None). The peak is the child's ru_maxrss from wait4, which
+    Linux reports as the largest of the child and the descendants it waited
+    for (not their sum). With rss_limit_mib the child runs in a process group
+    of its own, watched by a Watchdog."""
     with open(stdin_path, "rb") as fin, open(stdout_path, "wb") as fout, open(stderr_path, "wb") as ferr:
         t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdin=fin, stdout=fout, stderr=ferr, env=env, cwd=cwd)
+        p = subprocess.Popen(argv, stdin=fin, stdout=fout, stderr=ferr, env=env, cwd=cwd,
+                             start_new_session=rss_limit_mib is not None)
+        dog = None
+        if rss_limit_mib is not None:
+            dog = Watchdog(p.pid, rss_limit_mib, reserve_mib)
+            dog.start()
         try:
             _, status, usage = os.wait4(p.pid, 0)
         except BaseException:
             p.kill()
             p.wait()
             raise
+        finally:
+            if dog:
+                dog.done.set()
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
+    if dog:
+        dog.join()
     # Linux reports ru_maxrss in KiB.
-    return p.returncode, wall, usage.ru_maxrss / 1024
+    return p.returncode, wall, usage.ru_maxrss / 1024, dog.reason if dog else None
 
 
 def tail(path, limit=2000):
@@ -360,7 +428,7 @@ def run_ours(args, run_dir, tag, msgs, cat, info, who="ours"):
     if TYPED[who] is not None:
         config["typed_output"] = TYPED[who]
     cfg.write_text(json.dumps(config))
-    code, wall, rss = run_child([args.bin, "write", "--config", str(cfg), "--catalog", str(cat)], msgs, out, err)
+    code, wall, rss, _ = run_child([args.bin, "write", "--config", str(cfg), "--catalog", str(cat)], msgs, out, err)
     if code != 0:
         raise BenchError(f"{who}: exit code {code}\n--- stderr (tail) ---\n{tail(err)}\n--- stdout (tail) ---\n{tail(out)}")
     states = check_ours_stdout(out, info, who)
@@ -381,7 +449,7 @@ def run_baseline(args, kind, run_dir, tag, msgs, cat, info, extra):
         res.unlink()
     argv = [sys.executable, str(BASELINES), kind, "--input", str(msgs), "--catalog", str(cat),
             "--db", str(db), "--result", str(res)] + extra
-    code, wall, rss = run_child(argv, os.devnull, out, err)
+    code, wall, rss, _ = run_child(argv, os.devnull, out, err)
     if code != 0 or not res.exists():
         raise BenchError(f"{kind}: exit code {code}\n--- stderr (tail) ---\n{tail(err)}")
     result = json.loads(res.read_text())
@@ -431,7 +499,17 @@ def run_peer(args, name, run_dir, tag, msgs, cat, info):
         argv = [str(py), str(HERE / "peers.py"), "run", name, "--input", str(msgs), "--catalog", str(cat),
                 "--db", str(db), "--scratch", str(scratch), "--result", str(res), "--mode", args.mode]
         stdin = os.devnull
-    code, wall, rss = run_child(argv, stdin, out, err, env=env, cwd=str(scratch))
+    code, wall, rss, killed = run_child(argv, stdin, out, err, env=env, cwd=str(scratch),
+                                        rss_limit_mib=args.peer_rss_limit, reserve_mib=args.peer_mem_reserve)
+    if killed:
+        # Not a wrong result but no result either: shown as such, and the
+        # run goes on with the other contenders.
+        log(f"{name}: {killed} after {wall:.0f} s")
+        if not args.keep_db:
+            remove_db(db)
+            shutil.rmtree(scratch, ignore_errors=True)
+        return {"records": 0, "seconds": wall, "wall_s": wall, "peak_rss_mib": rss, "killed": killed,
+                "error": f"{name}: {killed} after {wall:.0f} s ({tag})"}
     if code != 0:
         raise BenchError(f"{name}: exit code {code}\n--- stderr (tail) ---\n{tail(err)}")
     # target-duckdb is timed whole, like ours; the Python peers from after
@@ -477,6 +555,7 @@ def summarize(runs, input_bytes):
         "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
         "median_typed_scan_s": statistics.median(scans) if scans else None,
         "typed_output": runs[0].get("typed_output"),
+        "killed": [r["killed"] for r in runs if r.get("killed")],
         "runs": runs,
     }
 
@@ -582,7 +661,7 @@ def print_table(results, contenders):
             if c is None:
                 continue
             label = name if not c.get("typed_output") or name == "ours_off" else f"{name} ({c['typed_output']})"
-            loaded = f"{c['records']:,}" + (" WRONG" if c["errors"] else "")
+            loaded = f"{c['records']:,}" + (" KILLED" if c.get("killed") else " WRONG" if c["errors"] else "")
             rows.append([f"{size['records']:,}", str(size["streams"]), label, loaded,
                          fmt_rate(c["records_per_s"]), f"{c['mb_per_s']:.1f}", f"{c['median_peak_rss_mib']:.1f}",
                          f"{c['median_seconds']:.3f}", f"{c['median_wall_s']:.3f}",
@@ -630,7 +709,8 @@ def print_table(results, contenders):
     if any(c in PEERS for c in contenders):
         print("peers: time s = the whole process for target_duckdb (like ours); for pyairbyte and dlt the time")
         print("after their imports (like the baselines). Their peak RSS is the largest process of the child's")
-        print("tree (PyAirbyte's source runs as a child of it). WRONG = rows missing or extra in some stream.")
+        print("tree (PyAirbyte's source runs as a child of it). WRONG = rows missing or extra in some stream;")
+        print("KILLED = stopped by --peer-rss-limit or --peer-mem-reserve (time s is then when it was killed).")
     if "storage_floor" in contenders:
         print("storage_floor = DuckDB copying the finished rows from memory into a fresh file in one transaction;")
         print("only that copy is timed, and its RSS includes the rows held in memory: a lower bound, not a loader.")
@@ -677,6 +757,10 @@ def main():
     ap.add_argument("--peers", action="store_true",
                     help=f"also run the peers ({', '.join(PEERS)}), each from its own virtualenv that bench/run "
                          "installs on first use. They are slow: use --repeat 1")
+    ap.add_argument("--peer-rss-limit", type=int, default=16_384, metavar="MIB",
+                    help="kill a peer whose processes hold more than this resident memory (default 16384 MiB)")
+    ap.add_argument("--peer-mem-reserve", type=int, default=2_048, metavar="MIB",
+                    help="kill a peer when the machine's MemAvailable drops below this (default 2048 MiB)")
     ap.add_argument("--bulk-method", choices=["stage", "scan"], default="stage",
                     help="duckdb_bulk: 'stage' reads the file once into a temp table then splits it by stream; "
                          "'scan' runs one streaming read_ndjson pass per stream (default stage)")
@@ -761,7 +845,7 @@ def main():
             if "ours" in contenders:
                 ours = summary["contenders"]["ours"]
                 for c in contenders:
-                    if c != "ours":
+                    if c != "ours" and summary["contenders"][c]["records_per_s"] > 0:
                         theirs = summary["contenders"][c]
                         summary["ratios"][c] = {
                             "throughput": ours["records_per_s"] / theirs["records_per_s"],
