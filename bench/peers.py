@@ -217,8 +217,10 @@ def run(a):
 
 def count(a):
     """Rows per stream in the tables the peer created, found by name: the
-    table whose name is the stream's (case-insensitively) in any schema of
-    the file. A stream with no table, or with several, is reported as such."""
+    table in schema main (where each peer is told to write) whose name is the
+    stream's, case-insensitively. dlt's merge also leaves same-named tables in
+    main_staging, which are not the result. A stream with no table, or with
+    several, is reported as such."""
     import duckdb
 
     con = duckdb.connect(a.db, read_only=True)
@@ -226,7 +228,7 @@ def count(a):
                          "WHERE table_type = 'BASE TABLE'").fetchall()
     out = {}
     for name in stream_names(a.catalog):
-        found = [(s, t) for s, t in tables if t.lower() == name.lower()]
+        found = [(s, t) for s, t in tables if s == "main" and t.lower() == name.lower()]
         if len(found) != 1:
             out[name] = {"error": f"{len(found)} tables named {name!r}", "tables": [f"{s}.{t}" for s, t in tables]}
             continue
