@@ -1,5 +1,7 @@
-//! The data-chunk appender for raw-table rows.
+//! The data-chunk appender: raw-table rows ([`Row`]) and typed rows
+//! ([`Cell`]s), written straight into DuckDB data chunks.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::ptr;
 
@@ -9,28 +11,47 @@ use super::{cstring, message, DuckError, Result, Session};
 
 /// The physical layout the appender writes for one column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Physical {
+pub enum Physical {
+    /// VARCHAR and JSON.
     Text,
     /// TIMESTAMP or TIMESTAMP WITH TIME ZONE: microseconds since the epoch.
     Micros,
     BigInt,
+    Double,
+    Bool,
+    /// DATE: days since the epoch.
+    Date,
+    /// Any other type: only NULL can be appended to it here.
+    Other,
 }
 
-/// Appends rows of the raw-table shape through DuckDB data chunks.
-///
-/// The column list is fixed at creation: `_airbyte_ab_id` (text),
-/// `_airbyte_emitted_at` (timestamp), `_airbyte_data` (JSON/text),
-/// `_airbyte_meta` (JSON/text), `_airbyte_generation_id` (BIGINT, nullable).
+/// One value of a typed row, in the physical form of its column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Micros(i64),
+    BigInt(i64),
+    Double(f64),
+    Bool(bool),
+    Date(i32),
+}
+
+/// Appends rows through DuckDB data chunks: raw-table rows ([`Row`], the
+/// five raw columns) or typed rows ([`Cell`]s, one per column).
 ///
 /// Invariants the `unsafe` blocks rely on: `app` is null or an appender
 /// this struct owns; after `new` succeeds, `chunk` is a non-null chunk of
-/// the five columns' types (owned, as are `types`), `vectors` are its
-/// column vectors, and `rows < capacity` between calls.
+/// the columns' types (owned, as are `types`), `vectors` are its column
+/// vectors (one per entry of `kinds`, all non-null, reloaded after each
+/// reset), `kinds[i]` is the physical layout of column `i`, and
+/// `rows < capacity` between calls.
 pub struct Appender<'s> {
     app: ffi::duckdb_appender,
     chunk: ffi::duckdb_data_chunk,
     types: Vec<ffi::duckdb_logical_type>,
-    vectors: [ffi::duckdb_vector; 5],
+    vectors: Vec<ffi::duckdb_vector>,
+    kinds: Vec<Physical>,
     rows: u64,
     capacity: u64,
     _session: PhantomData<&'s Session>,
@@ -54,12 +75,33 @@ const EXPECTED: [Physical; 5] = [
 ];
 
 impl<'s> Appender<'s> {
+    /// An appender of raw-table rows: `columns` are the five raw columns,
+    /// which must have the layouts of [`Row`].
     pub fn new(
         session: &'s Session,
         catalog: &str,
         schema: &str,
         table: &str,
         columns: &[&str; 5],
+    ) -> Result<Self> {
+        let this = Self::open(session, catalog, schema, table, columns)?;
+        if this.kinds != EXPECTED {
+            return Err(DuckError::ours(format!(
+                "{schema}.{table} has column types {:?}, expected {EXPECTED:?}",
+                this.kinds
+            )));
+        }
+        Ok(this)
+    }
+
+    /// An appender of typed rows over `columns` of the table, whatever
+    /// their types ([`Appender::kinds`] says which).
+    pub fn open(
+        session: &'s Session,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+        columns: &[&str],
     ) -> Result<Self> {
         let (c_catalog, c_schema, c_table) = (cstring(catalog)?, cstring(schema)?, cstring(table)?);
         let mut app: ffi::duckdb_appender = ptr::null_mut();
@@ -82,7 +124,8 @@ impl<'s> Appender<'s> {
             app,
             chunk: ptr::null_mut(),
             types: Vec::new(),
-            vectors: [ptr::null_mut(); 5],
+            vectors: Vec::new(),
+            kinds: Vec::new(),
             rows: 0,
             capacity,
             _session: PhantomData,
@@ -99,10 +142,13 @@ impl<'s> Appender<'s> {
                 return Err(this.error("DuckDB refused an appender column"));
             }
         }
-        this.check_columns(&format!("{schema}.{table}"), columns)?;
-        // SAFETY: `this.types` holds 5 live logical types, which DuckDB
-        // copies; the chunk is owned by `this` and destroyed in its drop.
-        this.chunk = unsafe { ffi::duckdb_create_data_chunk(this.types.as_mut_ptr(), 5) };
+        this.read_columns(columns.len())?;
+        // SAFETY: `this.types` holds `columns.len()` live logical types,
+        // which DuckDB copies; the chunk is owned by `this` and destroyed in
+        // its drop.
+        this.chunk = unsafe {
+            ffi::duckdb_create_data_chunk(this.types.as_mut_ptr(), this.types.len() as u64)
+        };
         if this.chunk.is_null() {
             return Err(DuckError::ours("DuckDB could not allocate a data chunk"));
         }
@@ -115,21 +161,22 @@ impl<'s> Appender<'s> {
         Ok(this)
     }
 
-    /// Checks that the appender's columns have the layouts [`EXPECTED`],
-    /// keeping their logical types in `self.types` for the data chunk.
-    fn check_columns(&mut self, table: &str, columns: &[&str; 5]) -> Result<()> {
+    /// Reads the physical layout of each of the appender's `expected`
+    /// columns, keeping their logical types in `self.types` for the data
+    /// chunk.
+    fn read_columns(&mut self, expected: usize) -> Result<()> {
         let app = self.app;
         // SAFETY: `app` was created successfully and is owned by `self`.
         let count = unsafe { ffi::duckdb_appender_column_count(app) };
-        if count != 5 {
+        if count != expected as u64 {
             return Err(DuckError::ours(format!(
-                "appender has {count} columns, expected 5"
+                "appender has {count} columns, expected {expected}"
             )));
         }
-        for (i, expected) in EXPECTED.iter().enumerate() {
-            // SAFETY: `app` is live and `i` is below its column count (5);
-            // the type DuckDB returns is owned by `self.types` at once.
-            let ty = unsafe { ffi::duckdb_appender_column_type(app, i as u64) };
+        for i in 0..count {
+            // SAFETY: `app` is live and `i` is below its column count; the
+            // type DuckDB returns is owned by `self.types` at once.
+            let ty = unsafe { ffi::duckdb_appender_column_type(app, i) };
             if ty.is_null() {
                 return Err(DuckError::ours(
                     "DuckDB gave no type for an appender column",
@@ -137,26 +184,24 @@ impl<'s> Appender<'s> {
             }
             self.types.push(ty);
             // SAFETY: `ty` is a live, non-null logical type.
-            let physical = match unsafe { ffi::duckdb_get_type_id(ty) } {
-                ffi::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => Physical::Text,
-                ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP
-                | ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP_TZ => Physical::Micros,
-                ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => Physical::BigInt,
-                other => {
-                    return Err(DuckError::ours(format!(
-                        "column `{}` of {table} has an unsupported type (DuckDB type id {other})",
-                        columns[i]
-                    )))
-                }
-            };
-            if physical != *expected {
-                return Err(DuckError::ours(format!(
-                    "column `{}` of {table} has type {physical:?}, expected {expected:?}",
-                    columns[i]
-                )));
-            }
+            self.kinds
+                .push(match unsafe { ffi::duckdb_get_type_id(ty) } {
+                    ffi::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => Physical::Text,
+                    ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP
+                    | ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIMESTAMP_TZ => Physical::Micros,
+                    ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => Physical::BigInt,
+                    ffi::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE => Physical::Double,
+                    ffi::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN => Physical::Bool,
+                    ffi::DUCKDB_TYPE_DUCKDB_TYPE_DATE => Physical::Date,
+                    _ => Physical::Other,
+                });
         }
         Ok(())
+    }
+
+    /// The physical layout of each column, in order.
+    pub fn kinds(&self) -> &[Physical] {
+        &self.kinds
     }
 
     /// The appender's error, scrubbed, with DuckDB's error type.
@@ -178,11 +223,14 @@ impl<'s> Appender<'s> {
 
     /// Reads the chunk's column vectors (after creation and each reset).
     fn load_vectors(&mut self) {
-        for (i, v) in self.vectors.iter_mut().enumerate() {
-            // SAFETY: `self.chunk` is a live chunk of 5 columns and `i < 5`;
-            // DuckDB returns null only for a null chunk or a column out of
-            // range, which `append` checks for anyway.
-            *v = unsafe { ffi::duckdb_data_chunk_get_vector(self.chunk, i as u64) };
+        self.vectors.clear();
+        for i in 0..self.kinds.len() {
+            // SAFETY: `self.chunk` is a live chunk of `kinds.len()` columns
+            // and `i` is below that; DuckDB returns null only for a null
+            // chunk or a column out of range, which `append` checks for
+            // anyway.
+            self.vectors
+                .push(unsafe { ffi::duckdb_data_chunk_get_vector(self.chunk, i as u64) });
         }
     }
 
@@ -203,7 +251,9 @@ impl<'s> Appender<'s> {
         // because a full chunk is handed over and reset before this returns;
         // the string bytes are valid for the calls, which copy them.
         unsafe {
-            let [id_v, ts_v, data_v, meta_v, gen_v] = self.vectors;
+            let [id_v, ts_v, data_v, meta_v, gen_v] = self.vectors[..] else {
+                return Err(DuckError::ours("a raw-row appender has five columns"));
+            };
             ffi::duckdb_unsafe_vector_assign_string_element_len(
                 id_v,
                 r,
@@ -236,6 +286,80 @@ impl<'s> Appender<'s> {
                     // is non-null and covers the chunk's capacity.
                     ffi::duckdb_vector_ensure_validity_writable(gen_v);
                     ffi::duckdb_validity_set_row_invalid(ffi::duckdb_vector_get_validity(gen_v), r);
+                }
+            }
+        }
+        self.rows += 1;
+        if self.rows == self.capacity {
+            self.hand_over_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// Adds one typed row: `cells[i]` goes to column `i`, and must be NULL
+    /// or of the column's physical layout.
+    pub fn append_cells(&mut self, cells: &[Cell<'_>]) -> Result<()> {
+        if cells.len() != self.kinds.len() || self.vectors.iter().any(|v| v.is_null()) {
+            return Err(DuckError::ours("a typed row does not fit the appender"));
+        }
+        // Checked before anything is written: a refused row leaves no
+        // trace (no NULL mark) for the row written next at its place.
+        let fits = |(cell, kind): (&Cell<'_>, &Physical)| {
+            matches!(
+                (cell, kind),
+                (Cell::Null, _)
+                    | (Cell::Text(_), Physical::Text)
+                    | (Cell::Micros(_), Physical::Micros)
+                    | (Cell::BigInt(_), Physical::BigInt)
+                    | (Cell::Double(_), Physical::Double)
+                    | (Cell::Bool(_), Physical::Bool)
+                    | (Cell::Date(_), Physical::Date)
+            )
+        };
+        if let Some((_, kind)) = cells.iter().zip(&self.kinds).find(|&p| !fits(p)) {
+            return Err(DuckError::ours(format!(
+                "a typed value does not fit its column ({kind:?})"
+            )));
+        }
+        let r = self.rows;
+        for ((cell, kind), &v) in cells.iter().zip(&self.kinds).zip(&self.vectors) {
+            // SAFETY: `v` is a non-null (checked above) column vector of the
+            // live chunk whose physical layout is `kind` (read in `new`);
+            // each arm writes only the element type of that layout (i64,
+            // f64, bool, i32, or a string DuckDB copies), at row
+            // `r < capacity`, as a full chunk is handed over and reset
+            // before this returns. The validity mask exists after `ensure`,
+            // so its pointer is non-null and covers the chunk's capacity.
+            unsafe {
+                match (cell, kind) {
+                    (Cell::Null, _) => {
+                        ffi::duckdb_vector_ensure_validity_writable(v);
+                        ffi::duckdb_validity_set_row_invalid(ffi::duckdb_vector_get_validity(v), r);
+                    }
+                    (Cell::Text(t), Physical::Text) => {
+                        ffi::duckdb_unsafe_vector_assign_string_element_len(
+                            v,
+                            r,
+                            t.as_ptr().cast(),
+                            t.len() as u64,
+                        );
+                    }
+                    (Cell::Micros(x), Physical::Micros) | (Cell::BigInt(x), Physical::BigInt) => {
+                        *ffi::duckdb_vector_get_data(v).cast::<i64>().add(r as usize) = *x
+                    }
+                    (Cell::Double(x), Physical::Double) => {
+                        *ffi::duckdb_vector_get_data(v).cast::<f64>().add(r as usize) = *x
+                    }
+                    (Cell::Bool(x), Physical::Bool) => {
+                        *ffi::duckdb_vector_get_data(v)
+                            .cast::<bool>()
+                            .add(r as usize) = *x
+                    }
+                    (Cell::Date(x), Physical::Date) => {
+                        *ffi::duckdb_vector_get_data(v).cast::<i32>().add(r as usize) = *x
+                    }
+                    // Refused above.
+                    _ => {}
                 }
             }
         }

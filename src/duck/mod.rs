@@ -26,7 +26,7 @@ mod session;
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 
-pub use appender::{Appender, Row};
+pub use appender::{Appender, Cell, Physical, Row};
 pub use error::{names_storage_full, scrub, DuckError};
 pub use session::{Session, Transaction};
 
