@@ -61,6 +61,19 @@ pub fn tombstones(schema: &str, relation: &str) -> String {
     format!("deleted.{schema}.{relation}")
 }
 
+/// The table of records that a stream's typed table, written as records
+/// arrive, leaves to SQL: emptied at every commit.
+pub fn typed_pending(schema: &str, relation: &str) -> String {
+    format!("pending.{schema}.{relation}")
+}
+
+/// The typed rows of a deduplicated stream's records that await the merge
+/// into its typed table at the end of the sync (or the next sync's start,
+/// after a crash).
+pub fn typed_staged(schema: &str, relation: &str) -> String {
+    format!("staged.{schema}.{relation}")
+}
+
 /// What tombstones were called before names were kept apart by `.`
 /// (`deleted__<schema>__<relation>`, which two streams could share);
 /// dropped when a typed table is rebuilt.

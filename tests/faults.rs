@@ -534,9 +534,62 @@ fn full_disk_after_the_raw_rows(size: &str, stage: &str) {
     drop(mount);
 }
 
+/// Typed rows are written in the same transactions as the raw rows: a disk
+/// that fills up mid-sync fails the sync plainly, every echoed state's
+/// records are in the raw table, the typed table holds exactly the raw
+/// rows committed, and with room again the next sync goes on from there.
 #[test]
-fn a_full_disk_during_the_typed_table_refresh_is_reported_plainly_and_loses_nothing() {
-    full_disk_after_the_raw_rows("size=7m", "refreshing the typed table");
+#[allow(clippy::print_stderr)]
+fn a_full_disk_while_typed_rows_are_written_loses_nothing_committed() {
+    let h = Harness::new();
+    let mount = match Mount::tmpfs(&h.path("small"), "size=7m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount a tmpfs here: {e}");
+            return;
+        }
+    };
+    let db = h.path("small/db.duckdb");
+    h.write_config(json!({"destination_path": db.to_str().unwrap(), "typed_output": "tables"}));
+    let mut catalog = catalog_of(&[("s", None)], "append");
+    catalog["streams"][0]["stream"]["json_schema"] = json!({
+        "type": "object",
+        "properties": {"i": {"type": "integer"}, "pad": {"type": "string"}}
+    });
+    h.write_catalog(&catalog);
+    let n = 2000;
+    let run = h.write(incompressible_records(n).as_bytes());
+    assert!(
+        matches!(run.code, Some(c) if c != 0 && c != 101),
+        "the sync fails: {run:?}"
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let error = run.error();
+    eprintln!("full disk while typed rows are written: {error}");
+    assert_eq!(error["failure_type"], "config_error", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("is full, or a file-size limit was reached"),
+        "{message}"
+    );
+    let raw = count(&db, "main._airbyte_raw_s");
+    assert!(
+        raw >= run.states().len() as i64 * 100,
+        "echoed states' records are there"
+    );
+    assert_eq!(
+        count(&db, "main.s"),
+        raw,
+        "typed rows committed with their raw rows"
+    );
+
+    mount.remount("size=128m");
+    let next =
+        h.write(lines(&[record("s", 1, r#"{"i":-1,"pad":"x"}"#), global_state(99)]).as_bytes());
+    next.assert_ok();
+    assert_eq!(count(&db, "main._airbyte_raw_s"), raw + 1);
+    assert_eq!(count(&db, "main.s WHERE pad IS NOT NULL"), raw + 1);
+    drop(mount);
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod util;
 
 mod check;
 mod dedup;
+mod differential;
 mod durability;
 mod edges;
 mod faults;

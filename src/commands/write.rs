@@ -60,6 +60,8 @@ fn run_sync<W: Write>(
         config.memory_limit_bytes(),
     )?;
     let mut typed = typed::prepare(&db.session, sink.streams(), config.typed_output)?;
+    let inline = start_inline(&db.session, config, sink.streams(), &mut typed)?;
+    sink.write_typed_inline(inline.clone());
     let append_phase = append_phase_settings(config);
     set_append_phase(&db.session, &append_phase)?;
     let cancelled = install_signal_handlers()?;
@@ -84,7 +86,7 @@ fn run_sync<W: Write>(
             .with_context(|| format!("resetting DuckDB's {name}"))?;
     }
     let refreshed = if config.typed_output == TypedOutput::Tables {
-        refresh_typed_tables(&db.session, sink.streams(), &mut typed)
+        refresh_typed_tables(&db.session, sink.streams(), &mut typed, &inline)
     } else {
         Ok(())
     };
@@ -149,19 +151,47 @@ fn start_reader(
     Ok(rx)
 }
 
-/// Builds or catches up every stream's typed table (`typed_output: tables`).
-/// Each runs in its own transaction; one that fails leaves its previous
-/// table, and the next sync catches it up.
+/// With `typed_output: tables`, prepares the streams whose typed rows can be
+/// written as their records arrive (see [`typed::Inline`]); one entry per
+/// stream, None for the others.
+fn start_inline(
+    session: &Session,
+    config: &Config,
+    streams: &[crate::catalog::Stream],
+    typed: &mut [typed::Typed],
+) -> Result<Vec<Option<typed::Inline>>> {
+    if config.typed_output != TypedOutput::Tables {
+        return Ok(vec![None; streams.len()]);
+    }
+    let tables = database::existing_tables(session)?;
+    streams
+        .iter()
+        .zip(typed.iter_mut())
+        .map(|(s, t)| {
+            typed::start_inline(session, s, t, &tables)
+                .with_context(|| format!("preparing the typed table of {}", s.label()))
+        })
+        .collect()
+}
+
+/// Builds or catches up every stream's typed table (`typed_output: tables`):
+/// ends the streams written as records arrived, and refreshes the others
+/// from their raw tables. Each runs in its own transaction; one that fails
+/// leaves its previous table, and the next sync catches it up.
 fn refresh_typed_tables(
     session: &Session,
     streams: &[crate::catalog::Stream],
     typed: &mut [typed::Typed],
+    inline: &[Option<typed::Inline>],
 ) -> Result<()> {
     let tables = database::existing_tables(session)?;
-    for (stream, t) in streams.iter().zip(typed.iter_mut()) {
+    for ((stream, t), inline) in streams.iter().zip(typed.iter_mut()).zip(inline) {
         let started = Instant::now();
         let rebuild = stream.mode == WriteMode::Truncate;
-        let how = typed::materialise(session, stream, t, rebuild, &tables)?;
+        let how = match inline {
+            Some(inline) => typed::finish_inline(session, stream, t, inline)?,
+            None => typed::materialise(session, stream, t, rebuild, &tables)?,
+        };
         tracing::info!(
             how,
             stream = %stream.label(),

@@ -27,6 +27,8 @@
 //! the end-of-sync table refresh in `refresh`. Names are allocated through
 //! [`crate::internal`], which the raw tables share.
 
+mod fast;
+mod inline;
 mod refresh;
 mod sql;
 mod types;
@@ -35,6 +37,8 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 
+pub use fast::type_record;
+pub use inline::{finish as finish_inline, start as start_inline, Inline};
 pub use refresh::materialise;
 pub use types::{column_type, merge_columns, schema_properties, ColType, Column};
 
@@ -264,9 +268,12 @@ fn tombstones(s: &Stream, t: &Typed) -> String {
 
 fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
     session.execute(&format!(
-        "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
+        "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}; \
+         DROP TABLE IF EXISTS {}",
         tombstones(s, t),
-        internal::qualified(&internal::legacy_tombstones(&s.schema, &t.name))
+        internal::qualified(&internal::legacy_tombstones(&s.schema, &t.name)),
+        internal::qualified(&internal::typed_pending(&s.schema, &t.name)),
+        internal::qualified(&internal::typed_staged(&s.schema, &t.name)),
     ))?;
     match t.materialized {
         Materialized::View { .. } => {

@@ -66,7 +66,8 @@ pub fn materialise(
                         q.typed_rows(Some(after))
                     ))?;
                 } else {
-                    merge(session, &q, &rel, &tombstones(s, &next), Some(after))?;
+                    let rows = q.typed_rows(Some(after));
+                    merge(session, &q, &rel, &tombstones(s, &next), &rows)?;
                 }
             }
         }
@@ -131,16 +132,17 @@ fn resume_from(t: &Typed, below: i64) -> Option<i64> {
     }
 }
 
-/// Merges the raw rows after `after` into a deduplicated table: the new
-/// rows compete with the table's rows and the tombstones of the same keys;
-/// each key's winner goes to the table, or to the tombstones if it is a
-/// CDC delete.
-fn merge(
+/// Merges new typed `rows` (the output columns, `_airbyte_deleted` and
+/// `_airbyte_raw_rowid`, the arrival order) into a deduplicated table: the
+/// new rows compete with the table's rows and the tombstones of the same
+/// keys; each key's winner goes to the table, or to the tombstones if it is
+/// a CDC delete.
+pub(super) fn merge(
     session: &Session,
     q: &Query<'_>,
     rel: &str,
     tombs: &str,
-    after: Option<i64>,
+    rows: &str,
 ) -> Result<()> {
     let work_new = Work::New.qualified();
     let work_all = Work::All.qualified();
@@ -166,8 +168,7 @@ fn merge(
          SELECT {out}, false, -1 FROM {rel} t WHERE {matching} UNION ALL \
          SELECT {out}, true, -1 FROM {tombs} t WHERE {matching}; \
          DELETE FROM {rel} t WHERE {matching}; \
-         DELETE FROM {tombs} t WHERE {matching}",
-        rows = q.typed_rows(after),
+         DELETE FROM {tombs} t WHERE {matching}"
     ))?;
     let latest = q.latest(
         &format!(

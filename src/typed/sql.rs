@@ -10,8 +10,7 @@ use super::types::{ColType, Column, META_COLUMNS};
 use crate::catalog::Stream;
 use crate::names::{literal, qualified, quote};
 
-/// The property that marks a CDC delete in `append_dedup` streams.
-const CDC_DELETED_AT: &str = "_ab_cdc_deleted_at";
+use super::fast::CDC_DELETED_AT;
 
 /// A JSON pointer (RFC 6901) to a property path, as an SQL literal.
 fn pointer(path: &[String]) -> String {
@@ -33,6 +32,9 @@ pub(super) struct Query<'a> {
     /// client opens the file under its own catalog name, even one that
     /// equals a schema name (`sales.duckdb` with a schema `sales`).
     raw: String,
+    /// What orders the rows by arrival (`_airbyte_raw_rowid` in the typed
+    /// rows): the raw table's rowid, or a pending table's `_airbyte_seq`.
+    seq: &'static str,
 }
 
 /// Key and cursor expressions of a dedup relation: a typed column where the
@@ -55,6 +57,19 @@ impl<'a> Query<'a> {
             stream,
             columns,
             raw,
+            seq: "rowid",
+        }
+    }
+
+    /// The query over `source` (qualified), a table of the raw layout with
+    /// an `_airbyte_seq` column giving the arrival order: the records typed
+    /// by SQL while their stream's typed rows are appended (see `inline`).
+    pub(super) fn over_pending(stream: &'a Stream, columns: &'a [Column], source: String) -> Self {
+        Query {
+            stream,
+            columns,
+            raw: source,
+            seq: "_airbyte_seq",
         }
     }
 
@@ -116,7 +131,7 @@ impl<'a> Query<'a> {
     /// and a cursor that are no typed column (`_airbyte_r<slot>`).
     fn raw_values(&self, after: Option<i64>) -> String {
         let mut l1 = vec![
-            "rowid AS _airbyte_raw_rowid".to_string(),
+            format!("{} AS _airbyte_raw_rowid", self.seq),
             "_airbyte_ab_id, _airbyte_emitted_at, _airbyte_meta, _airbyte_generation_id"
                 .to_string(),
         ];

@@ -1,0 +1,194 @@
+//! Typed tables written as records arrive (`typed_output: tables`), in the
+//! same transactions as the raw rows.
+//!
+//! For an `append` stream each record's typed row goes straight into the
+//! typed table; for an `append_dedup` stream into a staging table that is
+//! merged into the typed table once, at the end of the sync. Records that
+//! [`fast::type_record`](super::fast::type_record) does not type go, as raw
+//! rows, to a pending table that the SQL types into the same place before
+//! every commit. The registry counts the raw rows the typed table covers,
+//! also in that commit, so that a crash leaves the typed table, its staged
+//! rows and the raw table agreeing, and the next sync knows it.
+//!
+//! Overwrite streams, and deduplicated streams whose key or cursor is no
+//! typed column, keep the refresh at the end of the sync (`refresh`).
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+
+use super::refresh::{materialise, merge};
+use super::sql::Query;
+use super::types::{Column, META_COLUMNS};
+use super::{record, relation, tombstones, Materialized, Typed};
+use crate::catalog::{Stream, WriteMode};
+use crate::duck::Session;
+use crate::internal::{self, stream_key, TYPED_RELATIONS};
+use crate::names::{literal, qualified};
+
+/// The raw columns and the arrival order, the layout of a pending table.
+const PENDING_COLUMNS: &str =
+    "_airbyte_ab_id VARCHAR, _airbyte_emitted_at TIMESTAMP WITH TIME ZONE, \
+     _airbyte_data JSON, _airbyte_meta JSON, _airbyte_generation_id BIGINT, _airbyte_seq BIGINT";
+
+/// Where and how the sink writes one stream's typed rows.
+#[derive(Debug, Clone)]
+pub struct Inline {
+    pub columns: Vec<Column>,
+    /// (schema, table) the typed rows are appended to: the typed table, or
+    /// for a deduplicated stream its staging table.
+    pub target: (String, String),
+    /// Its columns, in the order of the cells the sink appends: the
+    /// metadata, the typed columns, and for a staging table
+    /// `_airbyte_deleted` and `_airbyte_seq`.
+    pub target_columns: Vec<String>,
+    /// (schema, table) of the pending table: raw columns and `_airbyte_seq`.
+    pub pending: (String, String),
+    pub dedup: bool,
+    /// Types the pending rows into the target and empties the pending
+    /// table.
+    convert: String,
+    /// Adds to the raw rows the registry says the typed table covers
+    /// (`{n}` is replaced).
+    count: String,
+}
+
+impl Inline {
+    /// The SQL to run before a commit that appended `raw_rows` records of
+    /// the stream, `pending_rows` of them to the pending table.
+    pub fn before_commit(&self, raw_rows: u64, pending_rows: u64) -> String {
+        let mut sql = self.count.replace("{n}", &raw_rows.to_string());
+        if pending_rows > 0 {
+            sql = format!("{}; {sql}", self.convert);
+        }
+        sql
+    }
+}
+
+/// Prepares stream `s` for typed rows written as records arrive, if it can
+/// have them: catches its typed table up with the raw table (rebuilding it
+/// if needed, as the end-of-sync refresh does), merges staged rows a
+/// crashed sync left, and records that the table covers every raw row.
+/// None: the stream keeps the refresh at the end of the sync.
+pub fn start(
+    session: &Session,
+    s: &Stream,
+    t: &mut Typed,
+    tables: &HashSet<(String, String)>,
+) -> Result<Option<Inline>> {
+    if s.mode == WriteMode::Truncate
+        || (s.dedup && !Query::new(s, &t.columns, false).keys_are_columns())
+    {
+        return Ok(None);
+    }
+    let how = materialise(session, s, t, false, tables)?;
+    tracing::info!(how, stream = %s.label(), table = %relation(s, t), "typed table caught up before the records");
+    let count = match &t.materialized {
+        Materialized::Table {
+            watermark: Some((_, count)),
+            ..
+        } => *count,
+        _ => anyhow::bail!("the typed table of {} was not built", s.label()),
+    };
+    let rel = relation(s, t);
+    let pending = internal::typed_pending(&s.schema, &t.name);
+    let staged = internal::typed_staged(&s.schema, &t.name);
+    let columns = t.columns.clone();
+    let q = Query::new(s, &columns, false);
+    let out = q.output_columns();
+    let mut target_columns: Vec<String> = META_COLUMNS.iter().map(|c| c.to_string()).collect();
+    target_columns.extend(columns.iter().map(|c| c.name.clone()));
+    let txn = session.begin()?;
+    session.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {p} ({PENDING_COLUMNS}); DELETE FROM {p}",
+        p = internal::qualified(&pending)
+    ))?;
+    let target = if s.dedup {
+        let staged_q = internal::qualified(&staged);
+        session.execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {staged_q} AS SELECT {out}, false AS _airbyte_deleted, \
+             0::BIGINT AS _airbyte_seq FROM {rel} LIMIT 0"
+        ))?;
+        if session
+            .query_value(&format!("SELECT count(*) > 0 FROM {staged_q}"))?
+            .as_deref()
+            == Some("true")
+        {
+            merge_staged(session, s, t)?;
+            tracing::info!(stream = %s.label(), "typed rows staged by an interrupted sync merged");
+        }
+        target_columns.extend(["_airbyte_deleted".into(), "_airbyte_seq".into()]);
+        (internal::SCHEMA.to_string(), staged)
+    } else {
+        (s.schema.clone(), t.name.clone())
+    };
+    t.materialized = Materialized::Table {
+        columns: columns.clone(),
+        // Every raw row, whatever its rowid, and `count` of them: the sink
+        // adds the rows of each commit.
+        watermark: Some((i64::MAX, count)),
+    };
+    record(session, s, t)?;
+    txn.commit().context("committing")?;
+    let source = internal::qualified(&pending);
+    let pq = Query::over_pending(s, &columns, source.clone());
+    let rows = pq.typed_rows(None);
+    let convert = if s.dedup {
+        format!(
+            "INSERT INTO {} ({out}, _airbyte_deleted, _airbyte_seq) \
+             SELECT {out}, _airbyte_deleted, _airbyte_raw_rowid FROM ({rows}); DELETE FROM {source}",
+            internal::qualified(&target.1)
+        )
+    } else {
+        format!("INSERT INTO {rel} ({out}) SELECT {out} FROM ({rows}); DELETE FROM {source}")
+    };
+    let count = format!(
+        "UPDATE {} SET watermark_count = watermark_count + {{n}} \
+         WHERE stream_key = {} AND lower(schema_name) = lower({})",
+        internal::qualified(TYPED_RELATIONS),
+        literal(&stream_key(&s.namespace, &s.name)),
+        literal(&s.schema),
+    );
+    Ok(Some(Inline {
+        columns,
+        target,
+        target_columns,
+        pending: (internal::SCHEMA.to_string(), pending),
+        dedup: s.dedup,
+        convert,
+        count,
+    }))
+}
+
+/// Merges a deduplicated stream's staged rows into its typed table and
+/// empties the staging table, inside the caller's transaction.
+fn merge_staged(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
+    let staged = internal::qualified(&internal::typed_staged(&s.schema, &t.name));
+    let q = Query::new(s, &t.columns, false);
+    let rows = format!(
+        "SELECT {}, _airbyte_deleted, _airbyte_seq AS _airbyte_raw_rowid FROM {staged}",
+        q.output_columns()
+    );
+    merge(session, &q, &relation(s, t), &tombstones(s, t), &rows)?;
+    session.execute(&format!("DELETE FROM {staged}"))?;
+    Ok(())
+}
+
+/// Ends the sync for a stream written inline: a deduplicated stream's
+/// staged rows are merged into its typed table, in a transaction of its
+/// own (raw rows and staged rows are already committed; if this fails, the
+/// next sync merges them).
+pub fn finish(session: &Session, s: &Stream, t: &Typed, inline: &Inline) -> Result<&'static str> {
+    if !inline.dedup {
+        return Ok("written as records arrived");
+    }
+    let txn = session.begin()?;
+    merge_staged(session, s, t).with_context(|| {
+        format!(
+            "merging the staged rows of {}",
+            qualified(&s.schema, &t.name)
+        )
+    })?;
+    txn.commit().context("committing")?;
+    Ok("merged")
+}
