@@ -534,10 +534,10 @@ fn full_disk_after_the_raw_rows(size: &str, stage: &str) {
     drop(mount);
 }
 
-/// Typed rows are written in the same transactions as the raw rows: a disk
-/// that fills up mid-sync fails the sync plainly, every echoed state's
-/// records are in the raw table, the typed table holds exactly the raw
-/// rows committed, and with room again the next sync goes on from there.
+/// Typed rows are written beside the raw rows and committed right after
+/// them: a disk that fills up mid-sync fails the sync plainly, every echoed
+/// state's records are in the raw table, the typed table holds no row the
+/// raw table does not, and with room again the next sync makes them equal.
 #[test]
 #[allow(clippy::print_stderr)]
 fn a_full_disk_while_typed_rows_are_written_loses_nothing_committed() {
@@ -577,10 +577,9 @@ fn a_full_disk_while_typed_rows_are_written_loses_nothing_committed() {
         raw >= run.states().len() as i64 * 100,
         "echoed states' records are there"
     );
-    assert_eq!(
-        count(&db, "main.s"),
-        raw,
-        "typed rows committed with their raw rows"
+    assert!(
+        count(&db, "main.s") <= raw,
+        "no typed row without its raw row"
     );
 
     mount.remount("size=128m");

@@ -22,6 +22,7 @@ use crate::pipeline::reader::{self, ReaderMsg};
 use crate::pipeline::sink::Sink;
 use crate::pipeline::sync::{Settings, SyncLoop};
 use crate::pipeline::tables;
+use crate::pipeline::typed_writer::TypedWriter;
 use crate::typed;
 
 /// Batches in flight between the reader and the writer.
@@ -54,45 +55,53 @@ fn run_sync<W: Write>(
     tables::assign(&db.session, &mut catalog.streams)?;
     let catalog = Arc::new(catalog);
     let catalog = &catalog;
-    let mut sink = Sink::prepare(
-        &db.session,
-        Arc::clone(catalog),
-        config.memory_limit_bytes(),
-    )?;
-    let mut typed = typed::prepare(&db.session, sink.streams(), config.typed_output)?;
-    let inline = start_inline(&db.session, config, sink.streams(), &mut typed)?;
-    sink.write_typed_inline(inline.clone());
-    let append_phase = append_phase_settings(config);
-    set_append_phase(&db.session, &append_phase)?;
-    let cancelled = install_signal_handlers()?;
-    let rx = start_reader(input, catalog)?;
+    // A scope for the typed-row writer thread, which borrows the database:
+    // it ends (its channel closed when the sink is dropped) before the
+    // database is closed, on every path out of here.
+    let refreshed = std::thread::scope(|scope| -> Result<Result<()>> {
+        let session = &db.session;
+        let mut sink = Sink::prepare(session, Arc::clone(catalog), config.memory_limit_bytes())?;
+        let mut typed = typed::prepare(session, sink.streams(), config.typed_output)?;
+        let inline = start_inline(session, config, sink.streams(), &mut typed)?;
+        if inline.iter().any(Option::is_some) {
+            let writer = TypedWriter::spawn(scope, session.connect()?, &inline, catalog)?;
+            sink.write_typed_with(writer);
+        }
+        let append_phase = append_phase_settings(config);
+        set_append_phase(session, &append_phase)?;
+        let cancelled = install_signal_handlers()?;
+        let rx = start_reader(input, catalog)?;
 
-    let settings = Settings {
-        batch_bytes: config.batch_bytes,
-        progress_interval: Duration::from_secs(config.progress_interval_seconds),
-        progress_on_stdout: !std::io::stdout().is_terminal(),
-        cancelled,
-        tables: sink
-            .streams()
-            .iter()
-            .map(|s| format!("\"{}\".\"{}\"", s.schema, s.table))
-            .collect(),
-    };
-    SyncLoop::new(&mut sink, catalog, out, SystemClock, settings).run(&rx)?;
+        let settings = Settings {
+            batch_bytes: config.batch_bytes,
+            progress_interval: Duration::from_secs(config.progress_interval_seconds),
+            progress_on_stdout: !std::io::stdout().is_terminal(),
+            cancelled,
+            tables: sink
+                .streams()
+                .iter()
+                .map(|s| format!("\"{}\".\"{}\"", s.schema, s.table))
+                .collect(),
+        };
+        SyncLoop::new(&mut sink, catalog, out, SystemClock, settings).run(&rx)?;
+        // The typed-row writer ends here, its last rows committed.
+        drop(sink);
 
-    for (name, _) in &append_phase {
-        db.session
-            .execute(&format!("RESET {name}"))
-            .with_context(|| format!("resetting DuckDB's {name}"))?;
-    }
-    let refreshed = if config.typed_output == TypedOutput::Tables {
-        refresh_typed_tables(&db.session, sink.streams(), &mut typed, &inline)
-    } else {
-        Ok(())
-    };
-    drop(sink);
-    // States are already echoed here: a refresh or the final checkpoint that
-    // fails (a full disk) loses none of the raw rows, which are in the WAL.
+        for (name, _) in &append_phase {
+            session
+                .execute(&format!("RESET {name}"))
+                .with_context(|| format!("resetting DuckDB's {name}"))?;
+        }
+        // States are already echoed here: a refresh that fails loses none of
+        // the raw rows.
+        Ok(if config.typed_output == TypedOutput::Tables {
+            refresh_typed_tables(session, &catalog.streams, &mut typed, &inline)
+        } else {
+            Ok(())
+        })
+    })?;
+    // A final checkpoint that fails (a full disk) loses none of the raw
+    // rows either: they are in the WAL.
     refreshed.and_then(|()| db.close())
 }
 

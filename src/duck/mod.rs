@@ -28,7 +28,7 @@ use std::os::raw::c_char;
 
 pub use appender::{Appender, Cell, Physical, Row};
 pub use error::{names_storage_full, scrub, DuckError};
-pub use session::{Session, Transaction};
+pub use session::{Linked, Session, Transaction};
 
 type Result<T> = std::result::Result<T, DuckError>;
 

@@ -21,7 +21,45 @@ pub struct Session {
 // thread at a time; `Session` is not `Sync`, so it is one thread at a time.
 unsafe impl Send for Session {}
 
+/// A second connection to a [`Session`]'s DuckDB instance (its attached
+/// databases and settings included), for another thread. It cannot outlive
+/// the session; it is a `Session` for everything else.
+pub struct Linked<'s> {
+    session: Session,
+    _instance: std::marker::PhantomData<&'s ()>,
+}
+
+impl std::ops::Deref for Linked<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
 impl Session {
+    /// Opens another connection to this instance, for use on another
+    /// thread while this one goes on.
+    pub fn connect(&self) -> Result<Linked<'_>> {
+        let mut con: ffi::duckdb_connection = ptr::null_mut();
+        // SAFETY: `self.db` is the live instance this session owns, and
+        // DuckDB lets any thread open connections to an instance; `con` is a
+        // valid out-pointer. The new session owns `con` but not the
+        // instance (`db` null, so its drop leaves the instance open), and
+        // `Linked` borrows `self`, so the instance outlives it.
+        unsafe {
+            if ffi::duckdb_connect(self.db, &mut con) != ffi::DuckDBSuccess {
+                return Err(DuckError::ours("DuckDB could not open a second connection"));
+            }
+        }
+        Ok(Linked {
+            session: Session {
+                db: ptr::null_mut(),
+                con,
+            },
+            _instance: std::marker::PhantomData,
+        })
+    }
+
     /// Opens a DuckDB instance on `path` (`:memory:` for none) with start-up
     /// options.
     pub fn open(path: &str, options: &[(&str, &str)]) -> Result<Session> {
@@ -203,12 +241,16 @@ impl Drop for Transaction<'_> {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // SAFETY: both handles were created by `open`, are owned only by
-        // this session, and are released exactly once, here; every borrower
-        // (appender, transaction) has ended by lifetime.
+        // SAFETY: both handles were created by `open` (or the connection by
+        // `connect`, with no instance of its own: `db` is null), are owned
+        // only by this session, and are released exactly once, here; every
+        // borrower (appender, transaction, linked session) has ended by
+        // lifetime.
         unsafe {
             ffi::duckdb_disconnect(&mut self.con);
-            ffi::duckdb_close(&mut self.db);
+            if !self.db.is_null() {
+                ffi::duckdb_close(&mut self.db);
+            }
         }
     }
 }

@@ -10,3 +10,4 @@ pub mod reader;
 pub mod sink;
 pub mod sync;
 pub mod tables;
+pub mod typed_writer;

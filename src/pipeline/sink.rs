@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
+use super::typed_writer::TypedWriter;
 use crate::catalog::{Catalog, Stream, WriteMode};
 use crate::database::CATALOG;
-use crate::duck::{Appender, Cell, Row, Session, Transaction};
+use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::names::{literal, qualified, qualified_schema};
-use crate::typed::{self, Inline};
 
 pub const COLUMNS: [&str; 5] = [
     "_airbyte_ab_id",
@@ -62,21 +62,6 @@ struct Target<'s> {
     /// `{"sync_id":..,"changes":[]}` for records without changes.
     meta_plain: String,
     meta_prefix: String,
-    /// The stream's typed rows, when they are written as records arrive.
-    typed: Option<TypedTarget<'s>>,
-}
-
-/// Where a stream's typed rows go while its records arrive (see
-/// [`typed::Inline`]).
-struct TypedTarget<'s> {
-    spec: Inline,
-    /// On the typed table (or staging table); created on first use.
-    appender: Option<Appender<'s>>,
-    /// On the pending table, for records the SQL types.
-    pending: Option<Appender<'s>>,
-    pending_rows: u64,
-    /// The arrival number of the stream's next record.
-    seq: i64,
 }
 
 impl Target<'_> {
@@ -101,6 +86,8 @@ pub struct Sink<'s> {
     meta_buf: String,
     /// DuckDB's `memory_limit` now, in bytes.
     pool_bytes: u64,
+    /// Where the typed rows of streams written as records arrive go.
+    typed: Option<TypedWriter>,
 }
 
 impl<'s> Sink<'s> {
@@ -129,7 +116,6 @@ impl<'s> Sink<'s> {
                 open_group_bytes: 0,
                 meta_plain: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
                 meta_prefix: format!("{{\"sync_id\":{sync_id},\"changes\":"),
-                typed: None,
             });
         }
         Ok(Sink {
@@ -139,21 +125,14 @@ impl<'s> Sink<'s> {
             txn: None,
             meta_buf: String::new(),
             pool_bytes,
+            typed: None,
         })
     }
 
-    /// Writes the typed rows of the streams that have an [`Inline`] as
-    /// their records arrive (one entry per stream, in catalog order).
-    pub fn write_typed_inline(&mut self, specs: Vec<Option<Inline>>) {
-        for (target, spec) in self.targets.iter_mut().zip(specs) {
-            target.typed = spec.map(|spec| TypedTarget {
-                spec,
-                appender: None,
-                pending: None,
-                pending_rows: 0,
-                seq: 0,
-            });
-        }
+    /// Sends the typed rows of the streams written as records arrive to
+    /// `writer`, which commits them just before each commit of the raw rows.
+    pub fn write_typed_with(&mut self, writer: TypedWriter) {
+        self.typed = Some(writer);
     }
 
     /// Adds one record to the open transaction (opening one if needed).
@@ -205,23 +184,8 @@ impl<'s> Sink<'s> {
                 generation_id: s.generation_id,
             })
             .with_context(|| format!("appending to \"{}\".\"{}\"", s.schema, target.table))?;
-        if let Some(typed) = target.typed.as_mut() {
-            let raw = TypedInput {
-                id,
-                emitted_at_micros,
-                data,
-                meta,
-                meta_prefix: &target.meta_prefix,
-                changes,
-                generation_id: s.generation_id,
-            };
-            typed
-                .append(
-                    session,
-                    &raw,
-                    target.unflushed_bytes + data.len() as u64 >= APPENDER_FLUSH_BYTES,
-                )
-                .with_context(|| format!("appending the typed row of a record of {}", s.label()))?;
+        if let Some(typed) = self.typed.as_mut() {
+            typed.add(stream, id, emitted_at_micros, data, changes)?;
         }
         target.unflushed_bytes += data.len() as u64;
         target.txn_rows += 1;
@@ -324,12 +288,8 @@ impl<'s> Sink<'s> {
                     format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
                 })?;
             }
-            if let Some(typed) = target.typed.as_mut() {
-                typed
-                    .before_commit(self.session, target.txn_rows)
-                    .with_context(|| format!("writing the typed rows of {}", s.label()))?;
-            }
         }
+        let rows: Vec<u64> = self.targets.iter().map(|t| t.txn_rows).collect();
         for target in &mut self.targets {
             target.end_transaction();
         }
@@ -337,15 +297,18 @@ impl<'s> Sink<'s> {
         // guard is spent either way.
         let txn = self.txn.take().expect("commit checked for a transaction");
         txn.commit().context("committing the transaction")?;
+        // Then the typed rows, with the count of raw rows they cover: a
+        // typed table never holds a row its raw table does not. If they fail
+        // to commit (or the process dies first), the count no longer matches
+        // the raw table and the next sync rebuilds the typed table from it.
+        if let Some(typed) = self.typed.as_mut() {
+            typed.commit(rows)?;
+        }
         // Appenders are cheap to make and each holds a data chunk: dropping
         // them keeps memory proportional to the streams active in one
         // batch, not to the size of the catalog.
         for target in &mut self.targets {
             target.appender = None;
-            if let Some(typed) = target.typed.as_mut() {
-                typed.appender = None;
-                typed.pending = None;
-            }
         }
         Ok(())
     }
@@ -356,10 +319,10 @@ impl<'s> Sink<'s> {
             if let Some(appender) = target.appender.as_mut() {
                 appender.discard();
             }
-            if let Some(typed) = target.typed.as_mut() {
-                typed.discard();
-            }
             target.end_transaction();
+        }
+        if let Some(typed) = self.typed.as_mut() {
+            typed.rollback();
         }
         // Dropping the guard rolls back (a failure is logged).
         self.txn = None;
@@ -399,142 +362,6 @@ impl<'s> Sink<'s> {
         tracing::info!(stream = %s.label(), "overwrite complete: staged rows replaced the table's contents");
         Ok(())
     }
-}
-
-/// A record as the raw table got it, for its typed row.
-struct TypedInput<'a> {
-    id: &'a str,
-    emitted_at_micros: i64,
-    data: &'a str,
-    /// The raw row's `_airbyte_meta`.
-    meta: &'a str,
-    /// `_airbyte_meta` up to its `changes` value.
-    meta_prefix: &'a str,
-    /// The record's `meta.changes`, if it had any.
-    changes: Option<&'a str>,
-    generation_id: Option<i64>,
-}
-
-impl<'s> TypedTarget<'s> {
-    /// Appends the record's typed row, or its raw row to the pending table
-    /// when the SQL must type it. `flush`: hand buffered rows to DuckDB now.
-    fn append(&mut self, session: &'s Session, r: &TypedInput<'_>, flush: bool) -> Result<()> {
-        let seq = self.seq;
-        self.seq += 1;
-        let generation = r.generation_id.map_or(Cell::Null, Cell::BigInt);
-        let mut cells = Vec::with_capacity(self.spec.target_columns.len());
-        let mut nulled = Vec::new();
-        let mut typed_cells = Vec::new();
-        let typed = typed::type_record(r.data, &self.spec.columns, &mut typed_cells, &mut nulled);
-        let meta = match (&typed, nulled.is_empty()) {
-            (Some(_), true) => Some(std::borrow::Cow::Borrowed(r.meta)),
-            (Some(_), false) => nulled_meta(r, &self.spec, &nulled).map(std::borrow::Cow::Owned),
-            (None, _) => None,
-        };
-        match (typed, meta) {
-            (Some(t), Some(meta)) => {
-                cells.extend([
-                    Cell::Text(r.id.into()),
-                    Cell::Micros(r.emitted_at_micros),
-                    Cell::Text(meta),
-                    generation,
-                ]);
-                cells.append(&mut typed_cells);
-                if self.spec.dedup {
-                    cells.extend([Cell::Bool(t.deleted), Cell::BigInt(seq)]);
-                }
-                let (schema, table) = &self.spec.target;
-                let appender = match &mut self.appender {
-                    Some(a) => a,
-                    empty => empty.insert(Appender::open(
-                        session,
-                        CATALOG,
-                        schema,
-                        table,
-                        &self
-                            .spec
-                            .target_columns
-                            .iter()
-                            .map(String::as_str)
-                            .collect::<Vec<_>>(),
-                    )?),
-                };
-                appender.append_cells(&cells)?;
-                if flush {
-                    appender.flush()?;
-                }
-            }
-            _ => {
-                let (schema, table) = &self.spec.pending;
-                let appender = match &mut self.pending {
-                    Some(a) => a,
-                    empty => {
-                        let mut columns = COLUMNS.to_vec();
-                        columns.push("_airbyte_seq");
-                        empty.insert(Appender::open(session, CATALOG, schema, table, &columns)?)
-                    }
-                };
-                appender.append_cells(&[
-                    Cell::Text(r.id.into()),
-                    Cell::Micros(r.emitted_at_micros),
-                    Cell::Text(r.data.into()),
-                    Cell::Text(r.meta.into()),
-                    generation,
-                    Cell::BigInt(seq),
-                ])?;
-                self.pending_rows += 1;
-                if flush {
-                    appender.flush()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Flushes the typed rows and types the pending ones, and counts the
-    /// `raw_rows` the typed table now covers, in the open transaction.
-    fn before_commit(&mut self, session: &Session, raw_rows: u64) -> Result<()> {
-        for appender in [&mut self.appender, &mut self.pending]
-            .into_iter()
-            .flatten()
-        {
-            appender.flush()?;
-        }
-        session.execute(&self.spec.before_commit(raw_rows, self.pending_rows))?;
-        self.pending_rows = 0;
-        Ok(())
-    }
-
-    fn discard(&mut self) {
-        for appender in [&mut self.appender, &mut self.pending]
-            .into_iter()
-            .flatten()
-        {
-            appender.discard();
-        }
-        self.pending_rows = 0;
-    }
-}
-
-/// `_airbyte_meta` of a typed row whose values in `nulled` (column indexes)
-/// did not fit: the record's changes, then a `NULLED` change per value, as
-/// the SQL writes them. None when the record's `changes` are no JSON array
-/// (the SQL then decides).
-fn nulled_meta(r: &TypedInput<'_>, spec: &Inline, nulled: &[usize]) -> Option<String> {
-    let mut members: Vec<String> = Vec::new();
-    if let Some(changes) = r.changes {
-        let inner = changes.trim().strip_prefix('[')?.strip_suffix(']')?.trim();
-        if !inner.is_empty() {
-            members.push(inner.to_string());
-        }
-    }
-    for &i in nulled {
-        members.push(format!(
-            r#"{{"field":{},"change":"NULLED","reason":"DESTINATION_TYPECAST_ERROR"}}"#,
-            serde_json::Value::from(spec.columns[i].property.as_str())
-        ));
-    }
-    Some(format!("{}[{}]}}", r.meta_prefix, members.join(",")))
 }
 
 fn prepare_stream(

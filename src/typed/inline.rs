@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use anyhow::{Context, Result};
 
 use super::refresh::{materialise, merge};
-use super::sql::Query;
+use super::sql::{key_sql, Query};
 use super::types::{Column, META_COLUMNS};
 use super::{record, relation, tombstones, Materialized, Typed};
 use crate::catalog::{Stream, WriteMode};
@@ -162,14 +162,39 @@ pub fn start(
 
 /// Merges a deduplicated stream's staged rows into its typed table and
 /// empties the staging table, inside the caller's transaction.
+///
+/// When every staged key is new (no two staged rows share one, and neither
+/// the table nor the tombstones hold it), each staged row is its key's
+/// latest: the live ones are appended and the deletes become tombstones,
+/// with no ranking. That is a first sync, and any sync that only adds keys.
 fn merge_staged(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
     let staged = internal::qualified(&internal::typed_staged(&s.schema, &t.name));
     let q = Query::new(s, &t.columns, false);
-    let rows = format!(
-        "SELECT {}, _airbyte_deleted, _airbyte_seq AS _airbyte_raw_rowid FROM {staged}",
-        q.output_columns()
+    let (rel, tombs) = (relation(s, t), tombstones(s, t));
+    let out = q.output_columns();
+    let keys: Vec<String> = q.keys().iter().map(|(k, _)| key_sql(k)).collect();
+    let same_key = keys
+        .iter()
+        .map(|k| format!("n.{k} IS NOT DISTINCT FROM o.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let clash = format!(
+        "SELECT EXISTS (SELECT 1 FROM {staged} GROUP BY {k} HAVING count(*) > 1) \
+         OR EXISTS (SELECT 1 FROM {rel} o WHERE EXISTS (SELECT 1 FROM {staged} n WHERE {same_key})) \
+         OR EXISTS (SELECT 1 FROM {tombs} o WHERE EXISTS (SELECT 1 FROM {staged} n WHERE {same_key}))",
+        k = keys.join(", ")
     );
-    merge(session, &q, &relation(s, t), &tombstones(s, t), &rows)?;
+    if session.query_value(&clash)?.as_deref() == Some("false") {
+        session.execute(&format!(
+            "INSERT INTO {rel} ({out}) SELECT {out} FROM {staged} WHERE NOT _airbyte_deleted; \
+             INSERT INTO {tombs} ({out}) SELECT {out} FROM {staged} WHERE _airbyte_deleted"
+        ))?;
+    } else {
+        let rows = format!(
+            "SELECT {out}, _airbyte_deleted, _airbyte_seq AS _airbyte_raw_rowid FROM {staged}"
+        );
+        merge(session, &q, &rel, &tombs, &rows)?;
+    }
     session.execute(&format!("DELETE FROM {staged}"))?;
     Ok(())
 }

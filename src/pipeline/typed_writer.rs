@@ -1,0 +1,465 @@
+//! The typed-row writer: typed rows of the streams written as records
+//! arrive (see [`typed::Inline`]) are typed and appended on a thread of
+//! their own, over a connection of their own, so that DuckDB compresses
+//! them on the other core while the raw rows are appended here.
+//!
+//! The sink hands each record over ([`TypedWriter::add`], in chunks of
+//! about [`CHUNK_BYTES`]). At each commit it commits the raw rows, then
+//! waits for the typed rows to commit ([`TypedWriter::commit`]), in a
+//! transaction that also counts the raw rows they cover, before any state
+//! is echoed. So a typed table never holds a row its raw table does not; a
+//! crash or a failure between the two commits leaves a count that does not
+//! match the raw table, and the next sync rebuilds the typed table from the
+//! raw rows (the source of truth). The raw side opens its next transaction
+//! only after the typed commit, so DuckDB's automatic checkpoints still
+//! happen, at the typed commit.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::Scope;
+
+use anyhow::{anyhow, Context, Result};
+
+use super::sink::COLUMNS;
+use crate::catalog::Catalog;
+use crate::database::CATALOG;
+use crate::duck::{Appender, Cell, Linked, Session, Transaction};
+use crate::typed::{self, Inline};
+
+/// Record bytes handed to the writer at a time.
+pub const CHUNK_BYTES: usize = 4 << 20;
+/// Chunks on their way to the writer (memory: about twice [`CHUNK_BYTES`]).
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+struct Rec {
+    stream: usize,
+    id: [u8; 36],
+    emitted_at_micros: i64,
+    data: Range<usize>,
+    changes: Option<Range<usize>>,
+}
+
+#[derive(Default)]
+struct Chunk {
+    bytes: String,
+    records: Vec<Rec>,
+}
+
+enum Work {
+    Records(Chunk),
+    /// Commit, counting these raw rows per stream (catalog order).
+    Commit(Vec<u64>),
+    Rollback,
+}
+
+/// The sink's end of the typed-row writer.
+pub struct TypedWriter {
+    tx: SyncSender<Work>,
+    done: Receiver<Result<()>>,
+    chunk: Chunk,
+    /// Which streams are written this way.
+    inline: Vec<bool>,
+}
+
+impl TypedWriter {
+    /// Starts the writer on `connection` for the streams with an `Inline`
+    /// (one entry per catalog stream).
+    pub fn spawn<'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        connection: Linked<'scope>,
+        specs: &[Option<Inline>],
+        catalog: &Arc<Catalog>,
+    ) -> Result<TypedWriter> {
+        let (tx, rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (done_tx, done) = mpsc::sync_channel(1);
+        let inline = specs.iter().map(Option::is_some).collect();
+        let specs = specs.to_vec();
+        let catalog = Arc::clone(catalog);
+        std::thread::Builder::new()
+            .name("typed".into())
+            .spawn_scoped(scope, move || {
+                let mut worker = Worker::new(&connection, specs, &catalog);
+                worker.run(&rx, &done_tx);
+            })
+            .context("starting the typed-row writer")?;
+        Ok(TypedWriter {
+            tx,
+            done,
+            chunk: Chunk::default(),
+            inline,
+        })
+    }
+
+    /// Hands over one record of `stream` (ignored unless the stream's typed
+    /// rows are written here).
+    pub fn add(
+        &mut self,
+        stream: usize,
+        id: &str,
+        emitted_at_micros: i64,
+        data: &str,
+        changes: Option<&str>,
+    ) -> Result<()> {
+        if !self.inline[stream] {
+            return Ok(());
+        }
+        let mut push = |s: &str| {
+            let start = self.chunk.bytes.len();
+            self.chunk.bytes.push_str(s);
+            start..self.chunk.bytes.len()
+        };
+        let data = push(data);
+        let changes = changes.map(&mut push);
+        let id: [u8; 36] = id
+            .as_bytes()
+            .try_into()
+            .map_err(|_| anyhow!("a record id is not a hyphenated UUID"))?;
+        self.chunk.records.push(Rec {
+            stream,
+            id,
+            emitted_at_micros,
+            data,
+            changes,
+        });
+        if self.chunk.bytes.len() >= CHUNK_BYTES {
+            self.send_chunk()?;
+        }
+        Ok(())
+    }
+
+    fn send_chunk(&mut self) -> Result<()> {
+        if self.chunk.records.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.chunk);
+        self.send(Work::Records(chunk))
+    }
+
+    fn send(&self, work: Work) -> Result<()> {
+        self.tx
+            .send(work)
+            .map_err(|_| anyhow!("the typed-row writer stopped unexpectedly"))
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.done
+            .recv()
+            .map_err(|_| anyhow!("the typed-row writer stopped unexpectedly"))?
+    }
+
+    /// Commits the typed rows handed over, counting `raw_rows` per stream.
+    pub fn commit(&mut self, raw_rows: Vec<u64>) -> Result<()> {
+        self.send_chunk()?;
+        self.send(Work::Commit(raw_rows))?;
+        self.wait()
+    }
+
+    /// Abandons the typed rows handed over since the last commit.
+    pub fn rollback(&mut self) {
+        self.chunk = Chunk::default();
+        if let Err(e) = self.send(Work::Rollback).and_then(|()| self.wait()) {
+            tracing::warn!("rolling back the typed rows: {e:#}");
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Worker<'s> {
+    session: &'s Session,
+    targets: Vec<Option<TypedTarget<'s>>>,
+    /// Per stream: `_airbyte_meta` without changes, and up to `changes`.
+    meta: Vec<(String, String)>,
+    generation: Vec<Option<i64>>,
+    labels: Vec<String>,
+    txn: Option<Transaction<'s>>,
+}
+
+impl<'s> Worker<'s> {
+    fn new(session: &'s Session, specs: Vec<Option<Inline>>, catalog: &Catalog) -> Self {
+        let targets = specs
+            .into_iter()
+            .map(|spec| {
+                spec.map(|spec| TypedTarget {
+                    spec,
+                    appender: None,
+                    pending: None,
+                    pending_rows: 0,
+                    seq: 0,
+                })
+            })
+            .collect();
+        let meta = catalog
+            .streams
+            .iter()
+            .map(|s| {
+                let sync_id = s.sync_id.map_or("null".to_string(), |s| s.to_string());
+                (
+                    format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
+                    format!("{{\"sync_id\":{sync_id},\"changes\":"),
+                )
+            })
+            .collect();
+        Worker {
+            session,
+            targets,
+            meta,
+            generation: catalog.streams.iter().map(|s| s.generation_id).collect(),
+            labels: catalog.streams.iter().map(|s| s.label()).collect(),
+            txn: None,
+        }
+    }
+
+    fn run(&mut self, rx: &Receiver<Work>, done: &SyncSender<Result<()>>) {
+        // The first failure since the last commit; reported at the next one.
+        let mut failed: Option<anyhow::Error> = None;
+        for work in rx {
+            let reply = match work {
+                Work::Records(chunk) => {
+                    if failed.is_none() {
+                        failed = self.records(&chunk).err();
+                    }
+                    continue;
+                }
+                Work::Commit(rows) => {
+                    let result = match failed.take() {
+                        Some(e) => Err(e),
+                        None => self.commit(&rows),
+                    };
+                    if result.is_err() {
+                        self.abandon();
+                    }
+                    result
+                }
+                Work::Rollback => {
+                    failed = None;
+                    self.abandon();
+                    Ok(())
+                }
+            };
+            if done.send(reply).is_err() {
+                break;
+            }
+        }
+        self.abandon();
+    }
+
+    fn records(&mut self, chunk: &Chunk) -> Result<()> {
+        if self.txn.is_none() {
+            self.txn = Some(self.session.begin().context("starting a transaction")?);
+        }
+        let mut touched = vec![false; self.targets.len()];
+        for r in &chunk.records {
+            let Some(target) = self.targets[r.stream].as_mut() else {
+                continue;
+            };
+            touched[r.stream] = true;
+            let changes = r.changes.clone().map(|c| &chunk.bytes[c]);
+            let (plain, prefix) = &self.meta[r.stream];
+            let meta: Cow<'_, str> = match changes {
+                None => Cow::Borrowed(plain),
+                Some(c) => Cow::Owned(format!("{prefix}{c}}}")),
+            };
+            let input = TypedInput {
+                id: std::str::from_utf8(&r.id).context("a record id")?,
+                emitted_at_micros: r.emitted_at_micros,
+                data: &chunk.bytes[r.data.clone()],
+                meta: &meta,
+                meta_prefix: prefix,
+                changes,
+                generation_id: self.generation[r.stream],
+            };
+            target
+                .append(self.session, &input)
+                .with_context(|| format!("appending a typed row of {}", self.labels[r.stream]))?;
+        }
+        // Rows go from the appenders' buffers into the transaction once per
+        // chunk, so that those buffers stay small.
+        for (target, _) in self.targets.iter_mut().zip(touched).filter(|(_, t)| *t) {
+            if let Some(target) = target.as_mut() {
+                target.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, rows: &[u64]) -> Result<()> {
+        for ((target, &n), label) in self.targets.iter_mut().zip(rows).zip(&self.labels) {
+            if let Some(target) = target.as_mut().filter(|_| n > 0) {
+                target
+                    .before_commit(self.session, n)
+                    .with_context(|| format!("writing the typed rows of {label}"))?;
+            }
+        }
+        if let Some(txn) = self.txn.take() {
+            txn.commit().context("committing the typed rows")?;
+        }
+        for target in self.targets.iter_mut().flatten() {
+            target.appender = None;
+            target.pending = None;
+        }
+        Ok(())
+    }
+
+    /// Drops every row since the last commit (the transaction rolls back).
+    fn abandon(&mut self) {
+        for target in self.targets.iter_mut().flatten() {
+            target.discard();
+        }
+        self.txn = None;
+    }
+}
+
+/// Where a stream's typed rows go while its records arrive.
+struct TypedTarget<'s> {
+    spec: Inline,
+    /// On the typed table (or staging table); created on first use.
+    appender: Option<Appender<'s>>,
+    /// On the pending table, for records the SQL types.
+    pending: Option<Appender<'s>>,
+    pending_rows: u64,
+    /// The arrival number of the stream's next record.
+    seq: i64,
+}
+
+/// A record as the raw table got it, for its typed row.
+struct TypedInput<'a> {
+    id: &'a str,
+    emitted_at_micros: i64,
+    data: &'a str,
+    /// The raw row's `_airbyte_meta`.
+    meta: &'a str,
+    /// `_airbyte_meta` up to its `changes` value.
+    meta_prefix: &'a str,
+    /// The record's `meta.changes`, if it had any.
+    changes: Option<&'a str>,
+    generation_id: Option<i64>,
+}
+
+impl<'s> TypedTarget<'s> {
+    /// Appends the record's typed row, or its raw row to the pending table
+    /// when the SQL must type it.
+    fn append(&mut self, session: &'s Session, r: &TypedInput<'_>) -> Result<()> {
+        let seq = self.seq;
+        self.seq += 1;
+        let generation = r.generation_id.map_or(Cell::Null, Cell::BigInt);
+        let mut cells = Vec::with_capacity(self.spec.target_columns.len());
+        let mut nulled = Vec::new();
+        let mut typed_cells = Vec::new();
+        let typed = typed::type_record(r.data, &self.spec.columns, &mut typed_cells, &mut nulled);
+        let meta = match (&typed, nulled.is_empty()) {
+            (Some(_), true) => Some(std::borrow::Cow::Borrowed(r.meta)),
+            (Some(_), false) => nulled_meta(r, &self.spec, &nulled).map(std::borrow::Cow::Owned),
+            (None, _) => None,
+        };
+        match (typed, meta) {
+            (Some(t), Some(meta)) => {
+                cells.extend([
+                    Cell::Text(r.id.into()),
+                    Cell::Micros(r.emitted_at_micros),
+                    Cell::Text(meta),
+                    generation,
+                ]);
+                cells.append(&mut typed_cells);
+                if self.spec.dedup {
+                    cells.extend([Cell::Bool(t.deleted), Cell::BigInt(seq)]);
+                }
+                let (schema, table) = &self.spec.target;
+                let appender = match &mut self.appender {
+                    Some(a) => a,
+                    empty => empty.insert(Appender::open(
+                        session,
+                        CATALOG,
+                        schema,
+                        table,
+                        &self
+                            .spec
+                            .target_columns
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>(),
+                    )?),
+                };
+                appender.append_cells(&cells)?;
+            }
+            _ => {
+                let (schema, table) = &self.spec.pending;
+                let appender = match &mut self.pending {
+                    Some(a) => a,
+                    empty => {
+                        let mut columns = COLUMNS.to_vec();
+                        columns.push("_airbyte_seq");
+                        empty.insert(Appender::open(session, CATALOG, schema, table, &columns)?)
+                    }
+                };
+                appender.append_cells(&[
+                    Cell::Text(r.id.into()),
+                    Cell::Micros(r.emitted_at_micros),
+                    Cell::Text(r.data.into()),
+                    Cell::Text(r.meta.into()),
+                    generation,
+                    Cell::BigInt(seq),
+                ])?;
+                self.pending_rows += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the appended rows to the transaction.
+    fn flush(&mut self) -> Result<()> {
+        for appender in [&mut self.appender, &mut self.pending]
+            .into_iter()
+            .flatten()
+        {
+            appender.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the typed rows and types the pending ones, and counts the
+    /// `raw_rows` the typed table now covers, in the open transaction.
+    fn before_commit(&mut self, session: &Session, raw_rows: u64) -> Result<()> {
+        for appender in [&mut self.appender, &mut self.pending]
+            .into_iter()
+            .flatten()
+        {
+            appender.flush()?;
+        }
+        session.execute(&self.spec.before_commit(raw_rows, self.pending_rows))?;
+        self.pending_rows = 0;
+        Ok(())
+    }
+
+    fn discard(&mut self) {
+        for appender in [&mut self.appender, &mut self.pending]
+            .into_iter()
+            .flatten()
+        {
+            appender.discard();
+        }
+        self.pending_rows = 0;
+    }
+}
+
+/// `_airbyte_meta` of a typed row whose values in `nulled` (column indexes)
+/// did not fit: the record's changes, then a `NULLED` change per value, as
+/// the SQL writes them. None when the record's `changes` are no JSON array
+/// (the SQL then decides).
+fn nulled_meta(r: &TypedInput<'_>, spec: &Inline, nulled: &[usize]) -> Option<String> {
+    let mut members: Vec<String> = Vec::new();
+    if let Some(changes) = r.changes {
+        let inner = changes.trim().strip_prefix('[')?.strip_suffix(']')?.trim();
+        if !inner.is_empty() {
+            members.push(inner.to_string());
+        }
+    }
+    for &i in nulled {
+        members.push(format!(
+            r#"{{"field":{},"change":"NULLED","reason":"DESTINATION_TYPECAST_ERROR"}}"#,
+            serde_json::Value::from(spec.columns[i].property.as_str())
+        ));
+    }
+    Some(format!("{}[{}]}}", r.meta_prefix, members.join(",")))
+}
