@@ -173,14 +173,25 @@ fn start_inline(
         return Ok(vec![None; streams.len()]);
     }
     let tables = database::existing_tables(session)?;
-    streams
-        .iter()
-        .zip(typed.iter_mut())
-        .map(|(s, t)| {
-            typed::start_inline(session, s, t, &tables)
-                .with_context(|| format!("preparing the typed table of {}", s.label()))
-        })
-        .collect()
+    let mut inline = vec![None; streams.len()];
+    for (s, t) in streams.iter().zip(typed.iter_mut()) {
+        if typed::inline_eligible(s, t) {
+            typed::catch_up_inline(session, s, t, &tables)
+                .with_context(|| format!("catching up the typed table of {}", s.label()))?;
+        }
+    }
+    // One transaction (one commit) for every stream, however many.
+    let txn = session.begin()?;
+    for ((s, t), slot) in streams.iter().zip(typed.iter_mut()).zip(&mut inline) {
+        if typed::inline_eligible(s, t) {
+            *slot = Some(
+                typed::open_inline(session, s, t)
+                    .with_context(|| format!("preparing the typed table of {}", s.label()))?,
+            );
+        }
+    }
+    txn.commit().context("committing")?;
+    Ok(inline)
 }
 
 /// Builds or catches up every stream's typed table (`typed_output: tables`):

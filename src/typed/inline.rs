@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 
-use super::refresh::{materialise, merge};
+use super::refresh::{create_empty, materialise, merge, present};
 use super::sql::{key_sql, Query};
 use super::types::{Column, META_COLUMNS};
 use super::{record, relation, tombstones, Materialized, Typed};
@@ -65,24 +65,59 @@ impl Inline {
     }
 }
 
-/// Prepares stream `s` for typed rows written as records arrive, if it can
-/// have them: catches its typed table up with the raw table (rebuilding it
-/// if needed, as the end-of-sync refresh does), merges staged rows a
-/// crashed sync left, and records that the table covers every raw row.
-/// None: the stream keeps the refresh at the end of the sync.
-pub fn start(
+/// Whether stream `s` can have its typed rows written as records arrive:
+/// not an overwrite (its typed table is rebuilt from the new raw rows at
+/// the end), and for a deduplicated stream a key and cursor that are typed
+/// columns (the merge compares them).
+pub fn eligible(s: &Stream, t: &Typed) -> bool {
+    s.mode != WriteMode::Truncate
+        && (!s.dedup || Query::new(s, &t.columns, false).keys_are_columns())
+}
+
+/// Brings an eligible stream's typed table up to date with its raw table,
+/// as the end-of-sync refresh does (appending, merging or rebuilding), unless
+/// the registry already says it covers every raw row: of the current
+/// columns, written as records arrived, as many raw rows as the raw table
+/// has, and the table (and tombstones) still there.
+pub fn catch_up(
     session: &Session,
     s: &Stream,
     t: &mut Typed,
     tables: &HashSet<(String, String)>,
-) -> Result<Option<Inline>> {
-    if s.mode == WriteMode::Truncate
-        || (s.dedup && !Query::new(s, &t.columns, false).keys_are_columns())
+) -> Result<()> {
+    let raw = session
+        .query_value(&format!(
+            "SELECT count(*) FROM {}",
+            qualified(&s.schema, &s.table)
+        ))?
+        .unwrap_or_default();
+    if let Materialized::Table {
+        columns,
+        watermark: Some((i64::MAX, count)),
+    } = &t.materialized
     {
-        return Ok(None);
+        if *columns == t.columns && present(s, t, tables) && raw == count.to_string() {
+            return Ok(());
+        }
     }
-    let how = materialise(session, s, t, false, tables)?;
+    let how = if raw == "0" {
+        // Nothing to type: the table is declared, not computed (binding the
+        // typing SQL of a wide stream takes milliseconds, times the streams
+        // of a first sync).
+        create_empty(session, s, t)?;
+        "created"
+    } else {
+        materialise(session, s, t, false, tables)?
+    };
     tracing::info!(how, stream = %s.label(), table = %relation(s, t), "typed table caught up before the records");
+    Ok(())
+}
+
+/// Prepares an eligible stream, caught up, for typed rows written as its
+/// records arrive, inside the caller's transaction: its pending (and for a
+/// deduplicated stream, staging) table, staged rows a crashed sync left
+/// merged, and the registry saying that the table covers every raw row.
+pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
     let count = match &t.materialized {
         Materialized::Table {
             watermark: Some((_, count)),
@@ -98,7 +133,6 @@ pub fn start(
     let out = q.output_columns();
     let mut target_columns: Vec<String> = META_COLUMNS.iter().map(|c| c.to_string()).collect();
     target_columns.extend(columns.iter().map(|c| c.name.clone()));
-    let txn = session.begin()?;
     session.execute(&format!(
         "CREATE TABLE IF NOT EXISTS {p} ({PENDING_COLUMNS}); DELETE FROM {p}",
         p = internal::qualified(&pending)
@@ -122,14 +156,16 @@ pub fn start(
     } else {
         (s.schema.clone(), t.name.clone())
     };
-    t.materialized = Materialized::Table {
+    let covering = Materialized::Table {
         columns: columns.clone(),
-        // Every raw row, whatever its rowid, and `count` of them: the sink
-        // adds the rows of each commit.
+        // Every raw row, whatever its rowid, and `count` of them: the
+        // typed-row writer adds the rows of each commit.
         watermark: Some((i64::MAX, count)),
     };
-    record(session, s, t)?;
-    txn.commit().context("committing")?;
+    if t.materialized != covering {
+        t.materialized = covering;
+        record(session, s, t)?;
+    }
     let source = internal::qualified(&pending);
     let pq = Query::over_pending(s, &columns, source.clone());
     let rows = pq.typed_rows(None);
@@ -149,7 +185,7 @@ pub fn start(
         literal(&stream_key(&s.namespace, &s.name)),
         literal(&s.schema),
     );
-    Ok(Some(Inline {
+    Ok(Inline {
         columns,
         target,
         target_columns,
@@ -157,7 +193,7 @@ pub fn start(
         dedup: s.dedup,
         convert,
         count,
-    }))
+    })
 }
 
 /// Merges a deduplicated stream's staged rows into its typed table and

@@ -38,7 +38,10 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 
 pub use fast::type_record;
-pub use inline::{finish as finish_inline, start as start_inline, Inline};
+pub use inline::{
+    catch_up as catch_up_inline, eligible as inline_eligible, finish as finish_inline,
+    open as open_inline, Inline,
+};
 pub use refresh::materialise;
 pub use types::{column_type, merge_columns, schema_properties, ColType, Column};
 

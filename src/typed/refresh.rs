@@ -12,7 +12,7 @@ use super::{drop_existing, in_transaction, record, relation, tombstones, Materia
 use crate::catalog::Stream;
 use crate::duck::Session;
 use crate::internal::{self, Work};
-use crate::names::qualified;
+use crate::names::{qualified, quote};
 
 /// Brings a stream's typed table up to date with its raw table: new raw
 /// rows are typed and appended (or, for `append_dedup`, merged by key);
@@ -83,6 +83,43 @@ pub fn materialise(
     Ok(how)
 }
 
+/// Makes an empty typed table (and for a deduplicated stream its
+/// tombstones) of the stream's columns, replacing what was there, for a raw
+/// table without rows. The column types are those the typing SQL gives.
+pub(super) fn create_empty(session: &Session, s: &Stream, t: &mut Typed) -> Result<()> {
+    let mut next = t.clone();
+    let mut columns = vec![
+        "_airbyte_ab_id VARCHAR".to_string(),
+        "_airbyte_emitted_at TIMESTAMP WITH TIME ZONE".to_string(),
+        "_airbyte_meta JSON".to_string(),
+        "_airbyte_generation_id BIGINT".to_string(),
+    ];
+    columns.extend(
+        next.columns
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), c.ty.sql())),
+    );
+    let columns = columns.join(", ");
+    in_transaction(session, || {
+        drop_existing(session, s, &next)?;
+        session.execute(&format!("CREATE TABLE {} ({columns})", relation(s, &next)))?;
+        if s.dedup {
+            session.execute(&format!(
+                "CREATE TABLE {} ({columns})",
+                tombstones(s, &next)
+            ))?;
+        }
+        next.materialized = Materialized::Table {
+            columns: next.columns.clone(),
+            watermark: Some((-1, 0)),
+        };
+        record(session, s, &next)
+    })
+    .with_context(|| format!("creating the typed table {}", relation(s, &next)))?;
+    *t = next;
+    Ok(())
+}
+
 /// The raw table's highest rowid and row count, and how many of its rows
 /// are at or below `watermark`.
 struct Extent {
@@ -110,7 +147,7 @@ fn raw_extent(session: &Session, raw: &str, watermark: i64) -> Result<Extent> {
 
 /// Whether the table (and for dedup, its tombstones) is still in the
 /// database: one dropped by hand is rebuilt.
-fn present(s: &Stream, t: &Typed, tables: &HashSet<(String, String)>) -> bool {
+pub(super) fn present(s: &Stream, t: &Typed, tables: &HashSet<(String, String)>) -> bool {
     tables.contains(&(s.schema.to_lowercase(), t.name.to_lowercase()))
         && (!s.dedup
             || tables.contains(&(
