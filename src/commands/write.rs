@@ -60,6 +60,8 @@ fn run_sync<W: Write>(
     // database is closed, on every path out of here.
     let refreshed = std::thread::scope(|scope| -> Result<Result<()>> {
         let session = &db.session;
+        // Before the typed tables are caught up, which can take a while.
+        let cancelled = install_signal_handlers()?;
         let mut sink = Sink::prepare(session, Arc::clone(catalog), config.memory_limit_bytes())?;
         let mut typed = typed::prepare(session, sink.streams(), config.typed_output)?;
         let inline = start_inline(session, config, sink.streams(), &mut typed)?;
@@ -69,7 +71,6 @@ fn run_sync<W: Write>(
         }
         let append_phase = append_phase_settings(config);
         set_append_phase(session, &append_phase)?;
-        let cancelled = install_signal_handlers()?;
         let rx = start_reader(input, catalog)?;
 
         let settings = Settings {
@@ -85,6 +86,11 @@ fn run_sync<W: Write>(
         };
         SyncLoop::new(&mut sink, catalog, out, SystemClock, settings).run(&rx)?;
         // The typed-row writer ends here, its last rows committed.
+        let inline = if sink.typed_failed() {
+            vec![None; inline.len()]
+        } else {
+            inline
+        };
         drop(sink);
 
         for (name, _) in &append_phase {
@@ -173,21 +179,38 @@ fn start_inline(
         return Ok(vec![None; streams.len()]);
     }
     let tables = database::existing_tables(session)?;
-    let mut inline = vec![None; streams.len()];
-    for (s, t) in streams.iter().zip(typed.iter_mut()) {
-        if typed::inline_eligible(s, t) {
-            typed::catch_up_inline(session, s, t, &tables)
-                .with_context(|| format!("catching up the typed table of {}", s.label()))?;
+    let mut eligible: Vec<bool> = streams
+        .iter()
+        .zip(typed.iter())
+        .map(|(s, t)| typed::inline_eligible(s, t))
+        .collect();
+    for ((s, t), ok) in streams.iter().zip(typed.iter_mut()).zip(&mut eligible) {
+        if *ok {
+            // A stream whose table cannot be caught up now (out of memory,
+            // a full temporary folder) is refreshed at the end of the sync
+            // instead, after its records; the others go on.
+            if let Err(e) = typed::catch_up_inline(session, s, t, &tables) {
+                tracing::warn!(stream = %s.label(), "catching up the typed table failed, it is refreshed after the records instead: {e:#}");
+                *ok = false;
+            }
         }
     }
     // One transaction (one commit) for every stream, however many.
     let txn = session.begin()?;
-    for ((s, t), slot) in streams.iter().zip(typed.iter_mut()).zip(&mut inline) {
-        if typed::inline_eligible(s, t) {
+    let mut inline = vec![None; streams.len()];
+    for (((s, t), slot), ok) in streams
+        .iter()
+        .zip(typed.iter_mut())
+        .zip(&mut inline)
+        .zip(eligible)
+    {
+        if ok {
             *slot = Some(
                 typed::open_inline(session, s, t)
                     .with_context(|| format!("preparing the typed table of {}", s.label()))?,
             );
+        } else {
+            typed::release_inline(session, s, t)?;
         }
     }
     txn.commit().context("committing")?;

@@ -88,6 +88,8 @@ pub struct Sink<'s> {
     pool_bytes: u64,
     /// Where the typed rows of streams written as records arrive go.
     typed: Option<TypedWriter>,
+    /// Whether typed rows were given up (see [`Sink::typed_failed`]).
+    typed_failed: bool,
 }
 
 impl<'s> Sink<'s> {
@@ -126,6 +128,7 @@ impl<'s> Sink<'s> {
             meta_buf: String::new(),
             pool_bytes,
             typed: None,
+            typed_failed: false,
         })
     }
 
@@ -133,6 +136,12 @@ impl<'s> Sink<'s> {
     /// `writer`, which commits them just before each commit of the raw rows.
     pub fn write_typed_with(&mut self, writer: TypedWriter) {
         self.typed = Some(writer);
+    }
+
+    /// Whether the typed rows written as records arrived were given up in
+    /// this sync (their tables must then be rebuilt from the raw rows).
+    pub fn typed_failed(&self) -> bool {
+        self.typed_failed
     }
 
     /// Adds one record to the open transaction (opening one if needed).
@@ -301,8 +310,18 @@ impl<'s> Sink<'s> {
         // typed table never holds a row its raw table does not. If they fail
         // to commit (or the process dies first), the count no longer matches
         // the raw table and the next sync rebuilds the typed table from it.
+        // Once the raw rows are committed, nothing may fail the commit: its
+        // states are due. Typed rows that cannot be written are given up
+        // for the rest of the sync; their tables are rebuilt from the raw
+        // rows at its end (the registry's count no longer matches).
         if let Some(typed) = self.typed.as_mut() {
-            typed.commit(rows)?;
+            if let Err(e) = typed.commit(rows) {
+                tracing::warn!(
+                    "typed rows could not be written; the raw rows are committed and the typed tables are rebuilt from them: {e:#}"
+                );
+                self.typed = None;
+                self.typed_failed = true;
+            }
         }
         // Appenders are cheap to make and each holds a data chunk: dropping
         // them keeps memory proportional to the streams active in one

@@ -80,8 +80,16 @@ impl TypedWriter {
         std::thread::Builder::new()
             .name("typed".into())
             .spawn_scoped(scope, move || {
-                let mut worker = Worker::new(&connection, specs, &catalog);
-                worker.run(&rx, &done_tx);
+                // A panic here (a bug) must end the sync with an error, not
+                // take the process down when the scope joins: the sink sees
+                // the writer gone and fails the commit plainly.
+                let run = std::panic::AssertUnwindSafe(|| {
+                    let mut worker = Worker::new(&connection, specs, &catalog);
+                    worker.run(&rx, &done_tx);
+                });
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!("the typed-row writer stopped on a bug (a panic)");
+                }
             })
             .context("starting the typed-row writer")?;
         Ok(TypedWriter {
