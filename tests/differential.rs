@@ -347,3 +347,42 @@ fn a_typed_table_behind_its_raw_table_is_rebuilt() {
         }
     }
 }
+
+/// A deduplicated table is only merged into while its primary key and
+/// cursor stay what they were: a catalog that changes them (or turns
+/// deduplication off) gets its typed table rebuilt, equal to the views.
+#[test]
+fn a_typed_table_of_another_key_is_rebuilt() {
+    let (views, tables) = (harness("views", true), harness("tables", true));
+    let mut rng = Rng(5);
+    let mut sync = |n: usize| {
+        let mut input = records(&mut rng, n * 200, 200, true);
+        input.push(global_state(n as i64));
+        let input = lines(&input);
+        views.write(input.as_bytes()).assert_ok();
+        tables.write(input.as_bytes()).assert_ok();
+    };
+    sync(0);
+    for h in [&views, &tables] {
+        let mut catalog = crate::util::read_json(&h.catalog_path());
+        catalog["streams"][0]["primary_key"] = json!([["n"]]);
+        h.write_catalog(&catalog);
+    }
+    sync(1);
+    assert_eq!(
+        typed_rows(&views, "n"),
+        typed_rows(&tables, "n"),
+        "by the new key"
+    );
+    for h in [&views, &tables] {
+        let mut catalog = crate::util::read_json(&h.catalog_path());
+        catalog["streams"][0]["destination_sync_mode"] = json!("append");
+        h.write_catalog(&catalog);
+    }
+    sync(2);
+    assert_eq!(
+        typed_rows(&views, "n"),
+        typed_rows(&tables, "n"),
+        "not deduplicated"
+    );
+}

@@ -138,9 +138,14 @@ fn cell(v: &str, ty: ColType) -> Option<Option<Cell<'_>>> {
             Some(Some(Cell::BigInt(v.parse().ok()?)))
         }
         (ColType::Double, Kind::Number) => {
-            let x: f64 = v.parse().ok()?;
+            let mut x: f64 = v.parse().ok()?;
             if !x.is_finite() {
                 return None;
+            }
+            // DuckDB reads the integer literal `-0` as the integer 0, so its
+            // double is +0.0; `-0.0` stays negative in both.
+            if x == 0.0 && !v.contains(['.', 'e', 'E']) {
+                x = 0.0;
             }
             Some(Some(Cell::Double(x)))
         }

@@ -48,16 +48,21 @@ pub struct Inline {
     /// Types the pending rows into the target and empties the pending
     /// table.
     convert: String,
-    /// Adds to the raw rows the registry says the typed table covers
-    /// (`{n}` is replaced).
-    count: String,
+    /// Which registry row counts the raw rows the typed table covers.
+    registry_row: String,
 }
 
 impl Inline {
     /// The SQL to run before a commit that appended `raw_rows` records of
     /// the stream, `pending_rows` of them to the pending table.
     pub fn before_commit(&self, raw_rows: u64, pending_rows: u64) -> String {
-        let mut sql = self.count.replace("{n}", &raw_rows.to_string());
+        // Built here, not by replacing a placeholder: the stream key in the
+        // condition is the stream's own name, which may hold any text.
+        let mut sql = format!(
+            "UPDATE {} SET watermark_count = watermark_count + {raw_rows} WHERE {}",
+            internal::qualified(TYPED_RELATIONS),
+            self.registry_row
+        );
         if pending_rows > 0 {
             sql = format!("{}; {sql}", self.convert);
         }
@@ -68,10 +73,31 @@ impl Inline {
 /// Whether stream `s` can have its typed rows written as records arrive:
 /// not an overwrite (its typed table is rebuilt from the new raw rows at
 /// the end), and for a deduplicated stream a key and cursor that are typed
-/// columns (the merge compares them).
+/// columns of a non-JSON type (the merge compares them, and a JSON column
+/// keeps the text the Rust path saw where the SQL path keeps DuckDB's).
 pub fn eligible(s: &Stream, t: &Typed) -> bool {
     s.mode != WriteMode::Truncate
-        && (!s.dedup || Query::new(s, &t.columns, false).keys_are_columns())
+        && (!s.dedup || Query::new(s, &t.columns, false).keys_are_plain_columns())
+}
+
+/// For a stream that is not written as records arrive in this sync (an
+/// overwrite now, say) but was before: forgets that its typed table covered
+/// every raw row, inside the caller's transaction, so that the end-of-sync
+/// refresh rebuilds it, and so does any later sync if this one never gets
+/// there (an overwrite replaces the raw rows without changing their count).
+pub fn release(session: &Session, s: &Stream, t: &mut Typed) -> Result<()> {
+    if let Materialized::Table {
+        columns,
+        watermark: Some((i64::MAX, _)),
+    } = &t.materialized
+    {
+        t.materialized = Materialized::Table {
+            columns: columns.clone(),
+            watermark: None,
+        };
+        record(session, s, t)?;
+    }
+    Ok(())
 }
 
 /// Brings an eligible stream's typed table up to date with its raw table,
@@ -178,10 +204,8 @@ pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
     } else {
         format!("INSERT INTO {rel} ({out}) SELECT {out} FROM ({rows}); DELETE FROM {source}")
     };
-    let count = format!(
-        "UPDATE {} SET watermark_count = watermark_count + {{n}} \
-         WHERE stream_key = {} AND lower(schema_name) = lower({})",
-        internal::qualified(TYPED_RELATIONS),
+    let registry_row = format!(
+        "stream_key = {} AND lower(schema_name) = lower({})",
         literal(&stream_key(&s.namespace, &s.name)),
         literal(&s.schema),
     );
@@ -192,7 +216,7 @@ pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
         pending: (internal::SCHEMA.to_string(), pending),
         dedup: s.dedup,
         convert,
-        count,
+        registry_row,
     })
 }
 

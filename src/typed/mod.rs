@@ -40,7 +40,7 @@ use anyhow::{Context, Result};
 pub use fast::type_record;
 pub use inline::{
     catch_up as catch_up_inline, eligible as inline_eligible, finish as finish_inline,
-    open as open_inline, Inline,
+    open as open_inline, release as release_inline, Inline,
 };
 pub use refresh::materialise;
 pub use types::{column_type, merge_columns, schema_properties, ColType, Column};
@@ -126,6 +126,19 @@ struct Existing {
     taken: HashSet<(String, String)>,
     /// Views in the database (lowercase), to notice one dropped by hand.
     views: HashSet<(String, String)>,
+    /// The recorded [`shape`] of each table, by the keys of `known`.
+    shapes: HashMap<(String, String), String>,
+}
+
+/// What a typed table's rows are, besides its columns: every raw row, or
+/// the latest row per primary key by cursor. Recorded with a table; a table
+/// of another shape is rebuilt, not merged into.
+fn shape(s: &Stream) -> String {
+    if !s.dedup {
+        return "append".to_string();
+    }
+    let key = serde_json::to_string(&(&s.primary_key, &s.cursor_field)).expect("strings serialize");
+    format!("dedup:{:016x}", fnv1a64(key.as_bytes()))
 }
 
 /// Resolves every stream's typed relation (name and columns), records it,
@@ -137,6 +150,7 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
         mut known,
         mut taken,
         views,
+        shapes,
     } = survey(session)?;
     // New names are handed out in (namespace, name) order, so the same
     // catalog gets the same names whatever order it lists streams in.
@@ -162,6 +176,16 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
                 }
             };
             typed.columns = merge_columns(&typed.columns, &schema_properties(&s.json_schema));
+            // A table deduplicated by another key or cursor, or not at all,
+            // is no base to merge or append to: rebuilt. (Tables recorded
+            // before shapes were kept none, and are taken as they are.)
+            if let (Materialized::Table { watermark, .. }, Some(old)) =
+                (&mut typed.materialized, shapes.get(&key))
+            {
+                if !old.is_empty() && *old != shape(s) {
+                    *watermark = None;
+                }
+            }
             let exists = views.contains(&(s.schema.to_lowercase(), typed.name.to_lowercase()));
             apply(session, s, &mut typed, mode, exists)
                 .with_context(|| format!("preparing the typed relation of stream {}", s.label()))?;
@@ -179,7 +203,7 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
 /// recorded relations, the raw tables and their staging twins, and any
 /// table or view in the database (someone else's are never replaced).
 fn survey(session: &Session) -> Result<Existing> {
-    let (known, mut taken) = read_registry(session)?;
+    let (known, mut taken, shapes) = read_registry(session)?;
     taken.extend(internal::raw_names(session)?);
     let mut views: HashSet<(String, String)> = HashSet::new();
     for row in session.query(&format!(
@@ -198,12 +222,17 @@ fn survey(session: &Session) -> Result<Existing> {
         known,
         taken,
         views,
+        shapes,
     })
 }
 
-/// The recorded typed relations, by (stream key, lowercase schema), and
-/// the names they hold (lowercase, with their schema).
-type Registry = (HashMap<(String, String), Typed>, HashSet<(String, String)>);
+/// The recorded typed relations, by (stream key, lowercase schema), the
+/// names they hold (lowercase, with their schema), and the tables' shapes.
+type Registry = (
+    HashMap<(String, String), Typed>,
+    HashSet<(String, String)>,
+    HashMap<(String, String), String>,
+);
 
 fn read_registry(session: &Session) -> Result<Registry> {
     internal::create_typed_registry(session)?;
@@ -214,6 +243,7 @@ fn read_registry(session: &Session) -> Result<Registry> {
     ))?;
     let mut known = HashMap::new();
     let mut names = HashSet::new();
+    let mut shapes = HashMap::new();
     for row in rows {
         let [Some(key), Some(schema), Some(name), columns, kind, table_columns, wm, wm_count, definition] =
             &row[..]
@@ -235,9 +265,15 @@ fn read_registry(session: &Session) -> Result<Registry> {
                 definition.as_deref(),
             ),
         };
+        if kind.as_deref() == Some("table") {
+            shapes.insert(
+                (key.clone(), schema.clone()),
+                definition.clone().unwrap_or_default(),
+            );
+        }
         known.insert((key.clone(), schema.clone()), typed);
     }
-    Ok((known, names))
+    Ok((known, names, shapes))
 }
 
 fn allocate(s: &Stream, taken: &mut HashSet<(String, String)>) -> String {
@@ -304,7 +340,7 @@ fn record(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
             literal(&columns_to_json(columns)),
             watermark.map_or_else(null, |w| w.0.to_string()),
             watermark.map_or_else(null, |w| w.1.to_string()),
-            null(),
+            literal(&shape(s)),
         ),
     };
     session.execute(&format!(
@@ -412,7 +448,7 @@ mod tests {
                 materialized,
             };
             record(&session, s, &t).unwrap();
-            let (known, names) = read_registry(&session).unwrap();
+            let (known, names, _) = read_registry(&session).unwrap();
             assert_eq!(known.len(), 1, "one record per stream");
             assert_eq!(known.get(&(stream_key("", "s"), "main".into())), Some(&t));
             assert!(names.contains(&("main".into(), "s".into())));

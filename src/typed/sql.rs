@@ -101,6 +101,18 @@ impl<'a> Query<'a> {
         })
     }
 
+    /// Whether every key and the cursor are typed columns whose values are
+    /// compared as what they mean, not as JSON text: a JSON column holds a
+    /// value's text as written, which DuckDB's typing rewrites (`1.50` as
+    /// `1.5`), so two rows of one key could differ in it.
+    pub(super) fn keys_are_plain_columns(&self) -> bool {
+        let plain = |k: &KeyExpr| {
+            matches!(k, KeyExpr::Column(_, ty)
+                if !matches!(ty, ColType::Json | ColType::JsonObject | ColType::JsonArray))
+        };
+        self.keys().iter().all(|(k, _)| plain(k)) && self.cursor().is_none_or(|(k, _)| plain(&k))
+    }
+
     /// Whether every key and the cursor are typed columns (the condition for
     /// merging new rows into a table without rereading the raw table).
     pub(super) fn keys_are_columns(&self) -> bool {
