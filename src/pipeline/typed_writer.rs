@@ -30,6 +30,10 @@ use crate::typed::{self, Inline};
 
 /// Record bytes handed to the writer at a time.
 pub const CHUNK_BYTES: usize = 4 << 20;
+/// Record bytes of a stream after which its typed rows go from the
+/// appenders' buffers into the transaction: smaller than the raw side's,
+/// as the typed rows of a chunk are built while the next one waits.
+const FLUSH_BYTES: u64 = 2 << 20;
 /// Chunks on their way to the writer (memory: about twice [`CHUNK_BYTES`]).
 const CHUNKS_IN_FLIGHT: usize = 2;
 
@@ -195,6 +199,7 @@ impl<'s> Worker<'s> {
                     pending: None,
                     pending_rows: 0,
                     seq: 0,
+                    unflushed: 0,
                 })
             })
             .collect();
@@ -257,12 +262,10 @@ impl<'s> Worker<'s> {
         if self.txn.is_none() {
             self.txn = Some(self.session.begin().context("starting a transaction")?);
         }
-        let mut touched = vec![false; self.targets.len()];
         for r in &chunk.records {
             let Some(target) = self.targets[r.stream].as_mut() else {
                 continue;
             };
-            touched[r.stream] = true;
             let changes = r.changes.clone().map(|c| &chunk.bytes[c]);
             let (plain, prefix) = &self.meta[r.stream];
             let meta: Cow<'_, str> = match changes {
@@ -282,23 +285,25 @@ impl<'s> Worker<'s> {
                 .append(self.session, &input)
                 .with_context(|| format!("appending a typed row of {}", self.labels[r.stream]))?;
         }
-        // Rows go from the appenders' buffers into the transaction once per
-        // chunk, so that those buffers stay small.
-        for (target, _) in self.targets.iter_mut().zip(touched).filter(|(_, t)| *t) {
-            if let Some(target) = target.as_mut() {
-                target.flush()?;
-            }
-        }
         Ok(())
     }
 
     fn commit(&mut self, rows: &[u64]) -> Result<()> {
+        let mut counts = Vec::new();
         for ((target, &n), label) in self.targets.iter_mut().zip(rows).zip(&self.labels) {
             if let Some(target) = target.as_mut().filter(|_| n > 0) {
                 target
-                    .before_commit(self.session, n)
+                    .before_commit(self.session)
                     .with_context(|| format!("writing the typed rows of {label}"))?;
+                counts.push(target.spec.count_row(n));
             }
+        }
+        // One statement for every stream: with 200 streams, one each made
+        // the commits take most of the sync.
+        if !counts.is_empty() {
+            self.session
+                .execute(&typed::count_update(&counts))
+                .context("counting the raw rows the typed tables cover")?;
         }
         if let Some(txn) = self.txn.take() {
             txn.commit().context("committing the typed rows")?;
@@ -329,6 +334,9 @@ struct TypedTarget<'s> {
     pending_rows: u64,
     /// The arrival number of the stream's next record.
     seq: i64,
+    /// Record bytes appended since the appenders last handed their rows to
+    /// the transaction (which keeps their buffers small).
+    unflushed: u64,
 }
 
 /// A record as the raw table got it, for its typed row.
@@ -412,11 +420,16 @@ impl<'s> TypedTarget<'s> {
                 self.pending_rows += 1;
             }
         }
+        self.unflushed += r.data.len() as u64;
+        if self.unflushed >= FLUSH_BYTES {
+            self.flush()?;
+        }
         Ok(())
     }
 
     /// Hands the appended rows to the transaction.
     fn flush(&mut self) -> Result<()> {
+        self.unflushed = 0;
         for appender in [&mut self.appender, &mut self.pending]
             .into_iter()
             .flatten()
@@ -428,14 +441,11 @@ impl<'s> TypedTarget<'s> {
 
     /// Flushes the typed rows and types the pending ones, and counts the
     /// `raw_rows` the typed table now covers, in the open transaction.
-    fn before_commit(&mut self, session: &Session, raw_rows: u64) -> Result<()> {
-        for appender in [&mut self.appender, &mut self.pending]
-            .into_iter()
-            .flatten()
-        {
-            appender.flush()?;
+    fn before_commit(&mut self, session: &Session) -> Result<()> {
+        self.flush()?;
+        if self.pending_rows > 0 {
+            session.execute(self.spec.convert_pending())?;
         }
-        session.execute(&self.spec.before_commit(raw_rows, self.pending_rows))?;
         self.pending_rows = 0;
         Ok(())
     }
@@ -448,6 +458,7 @@ impl<'s> TypedTarget<'s> {
             appender.discard();
         }
         self.pending_rows = 0;
+        self.unflushed = 0;
     }
 }
 

@@ -48,26 +48,36 @@ pub struct Inline {
     /// Types the pending rows into the target and empties the pending
     /// table.
     convert: String,
-    /// Which registry row counts the raw rows the typed table covers.
+    /// The registry entry that counts the raw rows the typed table covers:
+    /// its stream key and schema, as SQL literals.
     registry_row: String,
 }
 
 impl Inline {
-    /// The SQL to run before a commit that appended `raw_rows` records of
-    /// the stream, `pending_rows` of them to the pending table.
-    pub fn before_commit(&self, raw_rows: u64, pending_rows: u64) -> String {
-        // Built here, not by replacing a placeholder: the stream key in the
-        // condition is the stream's own name, which may hold any text.
-        let mut sql = format!(
-            "UPDATE {} SET watermark_count = watermark_count + {raw_rows} WHERE {}",
-            internal::qualified(TYPED_RELATIONS),
-            self.registry_row
-        );
-        if pending_rows > 0 {
-            sql = format!("{}; {sql}", self.convert);
-        }
-        sql
+    /// The SQL that types the pending rows into the target and empties the
+    /// pending table, in the open transaction.
+    pub fn convert_pending(&self) -> &str {
+        &self.convert
     }
+
+    /// One row of [`count_update`]: this stream's registry entry and the
+    /// `raw_rows` of it that a commit adds.
+    pub fn count_row(&self, raw_rows: u64) -> String {
+        format!("({}, {raw_rows})", self.registry_row)
+    }
+}
+
+/// The one statement that adds, in the registry, the raw rows a commit
+/// covers for every stream in `rows` (each from [`Inline::count_row`]),
+/// however many streams there are.
+pub fn count_update(rows: &[String]) -> String {
+    format!(
+        "UPDATE {r} SET watermark_count = {r}.watermark_count + v.n \
+         FROM (VALUES {}) v(k, s, n) \
+         WHERE {r}.stream_key = v.k AND lower({r}.schema_name) = lower(v.s)",
+        rows.join(", "),
+        r = internal::qualified(TYPED_RELATIONS),
+    )
 }
 
 /// Whether stream `s` can have its typed rows written as records arrive:
@@ -205,7 +215,7 @@ pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
         format!("INSERT INTO {rel} ({out}) SELECT {out} FROM ({rows}); DELETE FROM {source}")
     };
     let registry_row = format!(
-        "stream_key = {} AND lower(schema_name) = lower({})",
+        "{}, {}",
         literal(&stream_key(&s.namespace, &s.name)),
         literal(&s.schema),
     );

@@ -39,8 +39,8 @@ use anyhow::{Context, Result};
 
 pub use fast::type_record;
 pub use inline::{
-    catch_up as catch_up_inline, eligible as inline_eligible, finish as finish_inline,
-    open as open_inline, release as release_inline, Inline,
+    catch_up as catch_up_inline, count_update, eligible as inline_eligible,
+    finish as finish_inline, open as open_inline, release as release_inline, Inline,
 };
 pub use refresh::materialise;
 pub use types::{column_type, merge_columns, schema_properties, ColType, Column};
