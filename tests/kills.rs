@@ -255,3 +255,52 @@ fn a_kill_after_row_groups_were_written_ahead_of_the_commit_loses_nothing_acknow
     h.write(resend.as_bytes()).assert_ok();
     assert_eq!(h.count("main._airbyte_raw_s"), acked as i64 + 130_000);
 }
+
+/// Typed tables are written beside the raw rows and committed right after
+/// them: whatever moment a sync dies at, no typed row is there without its
+/// raw row, and the next sync that completes leaves the typed table holding
+/// exactly the raw rows.
+#[test]
+fn random_kills_with_typed_tables_never_leave_typed_rows_ahead() {
+    let mut rng = Rng(seed());
+    let h = Harness::new();
+    h.write_config(serde_json::json!({
+        "destination_path": h.db_path().to_str().unwrap(),
+        "typed_output": "tables",
+    }));
+    let mut catalog = catalog_of(&[("s", None)], "append");
+    catalog["streams"][0]["stream"]["json_schema"] = serde_json::json!({
+        "type": "object",
+        "properties": {"it": {"type": "integer"}, "i": {"type": "integer"}, "pad": {"type": "string"}}
+    });
+    h.write_catalog(&catalog);
+    let pairs = |relation: &str| {
+        format!("SELECT (_airbyte_data->>'it')::INT, (_airbyte_data->>'i')::INT FROM {relation}")
+    };
+    for it in 0..6 {
+        run_and_kill(&h, &mut rng, it, 20_000, "");
+        let (raw, typed) = (h.count("main._airbyte_raw_s"), h.count("main.s"));
+        assert!(
+            typed <= raw,
+            "iteration {it}: {typed} typed rows, {raw} raw"
+        );
+        let ahead = h.count(&format!(
+            "(SELECT it, i FROM main.s EXCEPT {}) x",
+            pairs("main._airbyte_raw_s")
+        ));
+        assert_eq!(ahead, 0, "iteration {it}: typed rows without raw rows");
+    }
+    let run = h.write(chunk(99, 0, 10).as_bytes());
+    run.assert_ok();
+    let raw = h.count("main._airbyte_raw_s");
+    assert_eq!(
+        h.count("main.s"),
+        raw,
+        "the typed table holds every raw row"
+    );
+    let missing = h.count(&format!(
+        "({} EXCEPT SELECT it, i FROM main.s) x",
+        pairs("main._airbyte_raw_s")
+    ));
+    assert_eq!(missing, 0, "and no other");
+}
