@@ -466,3 +466,45 @@ fn append_dedup_writes_raw_rows_like_append_and_dedups_the_typed_view() {
         ]
     );
 }
+
+/// Typed views are prepared on a connection of their own while the records
+/// load: overwrites that complete (and drop their staging tables) while the
+/// views of a first sync are still being created, in the same schemas, do
+/// not disturb either; every view ends up there, over its stream's rows.
+#[test]
+fn views_prepared_beside_overwrites_that_complete_mid_sync() {
+    for round in 0..3 {
+        let h = Harness::new();
+        let names: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        let mut catalog = catalog_of(
+            &names.iter().map(|n| (n.as_str(), None)).collect::<Vec<_>>(),
+            "overwrite",
+        );
+        for s in catalog["streams"].as_array_mut().unwrap() {
+            s["stream"]["json_schema"] = json!({"type": "object", "properties": {
+                "i": {"type": "integer"}, "t": {"type": "string", "format": "date-time"}}});
+        }
+        h.write_catalog(&catalog);
+        let mut parts = Vec::new();
+        for (k, n) in names.iter().enumerate() {
+            for i in 0..=k {
+                parts.push(record(
+                    n,
+                    i as i64,
+                    &format!(r#"{{"i":{i},"t":"2024-01-01T00:00:00Z"}}"#),
+                ));
+            }
+            parts.push(complete(n));
+            parts.push(global_state((round * 100 + k) as i64));
+        }
+        h.write(lines(&parts).as_bytes()).assert_ok();
+        for (k, n) in names.iter().enumerate() {
+            assert_eq!(
+                h.count(&format!("main.{n}")),
+                k as i64 + 1,
+                "round {round}, {n}"
+            );
+            assert_eq!(h.count(&format!("main._airbyte_raw_{n}")), k as i64 + 1);
+        }
+    }
+}

@@ -63,7 +63,38 @@ fn run_sync<W: Write>(
         // Before the typed tables are caught up, which can take a while.
         let cancelled = install_signal_handlers()?;
         let mut sink = Sink::prepare(session, Arc::clone(catalog), config.memory_limit_bytes())?;
-        let mut typed = typed::prepare(session, sink.streams(), config.typed_output)?;
+        // Typed views (or, with `off`, dropping what this connector made) do
+        // not depend on the records: they are prepared on a connection and
+        // thread of their own while the records load, so a first sync of a
+        // large catalog does not wait seconds for DuckDB to bind its views
+        // before reading any record. Typed tables are prepared before, as
+        // their rows are written with the records.
+        let beside = config.typed_output != TypedOutput::Tables;
+        let (mut typed, views) = if beside {
+            let connection = session.connect()?;
+            let mode = config.typed_output;
+            let views = std::thread::Builder::new()
+                .name("views".into())
+                .spawn_scoped(scope, move || {
+                    // A panic (a bug) fails the sync plainly rather than
+                    // taking the process down when the scope joins.
+                    let prepare = std::panic::AssertUnwindSafe(|| {
+                        typed::prepare(&connection, &catalog.streams, mode).map(drop)
+                    });
+                    std::panic::catch_unwind(prepare).unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "preparing the typed views stopped on a bug (a panic)"
+                        ))
+                    })
+                })
+                .context("starting the typed view thread")?;
+            (Vec::new(), Some(views))
+        } else {
+            (
+                typed::prepare(session, sink.streams(), config.typed_output)?,
+                None,
+            )
+        };
         let inline = start_inline(session, config, sink.streams(), &mut typed)?;
         if inline.iter().any(Option::is_some) {
             let writer = TypedWriter::spawn(scope, session.connect()?, &inline, catalog)?;
@@ -92,6 +123,12 @@ fn run_sync<W: Write>(
             inline
         };
         drop(sink);
+        if let Some(views) = views {
+            views
+                .join()
+                .map_err(|_| anyhow::anyhow!("the typed view thread stopped on a bug (a panic)"))?
+                .context("preparing the typed views")?;
+        }
 
         for (name, _) in &append_phase {
             session
