@@ -386,3 +386,49 @@ fn a_typed_table_of_another_key_is_rebuilt() {
         "not deduplicated"
     );
 }
+
+/// Typed rows that cannot be written (here: a typed column changed by hand
+/// to a type the rows do not fit) do not fail a sync whose raw rows are
+/// committed: every state is echoed, and the typed table is rebuilt from the
+/// raw rows at the end, equal to the views again.
+#[test]
+fn typed_rows_that_cannot_be_written_do_not_fail_the_sync() {
+    for dedup in [false, true] {
+        let (views, tables) = (harness("views", dedup), harness("tables", dedup));
+        let mut rng = Rng(11);
+        let order = if dedup { "k" } else { "n" };
+        for sync in 0..2 {
+            if sync == 1 {
+                let conn = duckdb::Connection::open(tables.db_path()).unwrap();
+                // Where the typed rows go: the table, or a dedup stream's
+                // staging table.
+                let target = if dedup {
+                    r#"_airbyte_internal."staged.main.t""#
+                } else {
+                    "main.t"
+                };
+                conn.execute_batch(&format!("ALTER TABLE {target} ALTER COLUMN n TYPE VARCHAR"))
+                    .unwrap();
+            }
+            let mut input = records(&mut rng, sync * 200, 200, dedup);
+            input.push(global_state(sync as i64));
+            let input = lines(&input);
+            views.write(input.as_bytes()).assert_ok();
+            let run = tables.write(input.as_bytes());
+            run.assert_ok();
+            assert_eq!(run.states().len(), 1, "dedup {dedup}: the state is echoed");
+            if sync == 1 {
+                assert!(
+                    run.stderr.contains("typed rows could not be written"),
+                    "{}",
+                    run.stderr
+                );
+            }
+            assert_eq!(
+                typed_rows(&views, order),
+                typed_rows(&tables, order),
+                "dedup {dedup}, sync {sync}"
+            );
+        }
+    }
+}

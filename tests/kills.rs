@@ -279,6 +279,13 @@ fn random_kills_with_typed_tables_never_leave_typed_rows_ahead() {
     };
     for it in 0..6 {
         run_and_kill(&h, &mut rng, it, 20_000, "");
+        // A kill before the first sync made its tables leaves nothing to see.
+        let made = h.strings(
+            "SELECT count(*)::VARCHAR FROM duckdb_tables() WHERE schema_name = 'main' AND table_name IN ('s', '_airbyte_raw_s')",
+        );
+        if made[0][0].as_deref() != Some("2") {
+            continue;
+        }
         let (raw, typed) = (h.count("main._airbyte_raw_s"), h.count("main.s"));
         assert!(
             typed <= raw,

@@ -117,12 +117,20 @@ fn run_sync<W: Write>(
         };
         SyncLoop::new(&mut sink, catalog, out, SystemClock, settings).run(&rx)?;
         // The typed-row writer ends here, its last rows committed.
-        let inline = if sink.typed_failed() {
+        let typed_failed = sink.typed_failed();
+        drop(sink);
+        let inline = if typed_failed {
+            // Typed rows were given up mid-sync: those tables are rebuilt
+            // from the raw rows (staged rows included) at the end.
+            for (t, i) in typed.iter_mut().zip(&inline) {
+                if i.is_some() {
+                    typed::forget_coverage(t);
+                }
+            }
             vec![None; inline.len()]
         } else {
             inline
         };
-        drop(sink);
         if let Some(views) = views {
             views
                 .join()
@@ -265,12 +273,23 @@ fn refresh_typed_tables(
     inline: &[Option<typed::Inline>],
 ) -> Result<()> {
     let tables = database::existing_tables(session)?;
+    // Every stream gets its refresh even if one before it fails; the first
+    // failure is reported at the end.
+    let mut first_failure = None;
     for ((stream, t), inline) in streams.iter().zip(typed.iter_mut()).zip(inline) {
         let started = Instant::now();
         let rebuild = stream.mode == WriteMode::Truncate;
         let how = match inline {
-            Some(inline) => typed::finish_inline(session, stream, t, inline)?,
-            None => typed::materialise(session, stream, t, rebuild, &tables)?,
+            Some(inline) => typed::finish_inline(session, stream, t, inline),
+            None => typed::materialise(session, stream, t, rebuild, &tables),
+        };
+        let how = match how {
+            Ok(how) => how,
+            Err(e) => {
+                tracing::warn!(stream = %stream.label(), "refreshing the typed table failed: {e:#}");
+                first_failure.get_or_insert(e);
+                continue;
+            }
         };
         tracing::info!(
             how,
@@ -280,5 +299,5 @@ fn refresh_typed_tables(
             "typed table refreshed"
         );
     }
-    Ok(())
+    first_failure.map_or(Ok(()), Err)
 }

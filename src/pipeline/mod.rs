@@ -1,7 +1,9 @@
 //! The data path of `write`: stdin → [`reader`] (lines to events, on its own
 //! thread) → [`sync`] (holds records until a state covers them, commits when
 //! the [`policy`] says so) → [`sink`] (per-stream appenders, one transaction
-//! per commit) → [`checkpoint`] (states released in order) → stdout.
+//! per commit; typed rows through [`typed_writer`], on a thread and
+//! connection of their own) → [`checkpoint`] (states released in order) →
+//! stdout.
 
 pub mod checkpoint;
 pub mod policy;

@@ -34,6 +34,10 @@ pub const CHUNK_BYTES: usize = 4 << 20;
 /// appenders' buffers into the transaction: smaller than the raw side's,
 /// as the typed rows of a chunk are built while the next one waits.
 const FLUSH_BYTES: u64 = 2 << 20;
+/// Record bytes of all streams together after which every stream's typed
+/// rows go into the transaction: with hundreds of streams, each below
+/// [`FLUSH_BYTES`], the appenders' buffers would otherwise add up.
+const FLUSH_ALL_BYTES: u64 = 16 << 20;
 /// Chunks on their way to the writer (memory: about twice [`CHUNK_BYTES`]).
 const CHUNKS_IN_FLIGHT: usize = 2;
 
@@ -186,6 +190,8 @@ struct Worker<'s> {
     generation: Vec<Option<i64>>,
     labels: Vec<String>,
     txn: Option<Transaction<'s>>,
+    /// Record bytes appended since every stream last flushed.
+    unflushed: u64,
 }
 
 impl<'s> Worker<'s> {
@@ -221,6 +227,7 @@ impl<'s> Worker<'s> {
             generation: catalog.streams.iter().map(|s| s.generation_id).collect(),
             labels: catalog.streams.iter().map(|s| s.label()).collect(),
             txn: None,
+            unflushed: 0,
         }
     }
 
@@ -284,7 +291,21 @@ impl<'s> Worker<'s> {
             target
                 .append(self.session, &input)
                 .with_context(|| format!("appending a typed row of {}", self.labels[r.stream]))?;
+            self.unflushed += input.data.len() as u64;
         }
+        if self.unflushed >= FLUSH_ALL_BYTES {
+            self.flush_all()?;
+        }
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        for target in self.targets.iter_mut().flatten() {
+            if target.unflushed > 0 {
+                target.flush()?;
+            }
+        }
+        self.unflushed = 0;
         Ok(())
     }
 
@@ -305,6 +326,7 @@ impl<'s> Worker<'s> {
                 .execute(&typed::count_update(&counts))
                 .context("counting the raw rows the typed tables cover")?;
         }
+        self.unflushed = 0;
         if let Some(txn) = self.txn.take() {
             txn.commit().context("committing the typed rows")?;
         }
@@ -320,6 +342,7 @@ impl<'s> Worker<'s> {
         for target in self.targets.iter_mut().flatten() {
             target.discard();
         }
+        self.unflushed = 0;
         self.txn = None;
     }
 }

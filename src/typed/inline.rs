@@ -110,6 +110,16 @@ pub fn release(session: &Session, s: &Stream, t: &mut Typed) -> Result<()> {
     Ok(())
 }
 
+/// Forgets, in memory, what a typed table covers, so that the end-of-sync
+/// refresh rebuilds it from the raw rows (after typed rows were given up
+/// mid-sync; staged rows of a deduplicated stream are then dropped with it,
+/// as the raw rows hold them too).
+pub fn forget_coverage(t: &mut Typed) {
+    if let Materialized::Table { watermark, .. } = &mut t.materialized {
+        *watermark = None;
+    }
+}
+
 /// Brings an eligible stream's typed table up to date with its raw table,
 /// as the end-of-sync refresh does (appending, merging or rebuilding), unless
 /// the registry already says it covers every raw row: of the current

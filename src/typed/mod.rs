@@ -4,9 +4,13 @@
 //!
 //! The raw table stays the source of truth. The typed relation
 //! `"<schema>"."<name>"` is either a view that types (and deduplicates) the
-//! raw rows when it is queried, or a table refreshed from the raw table at
-//! the end of each sync (see [`TypedOutput`]). Everything is plain SQL over
-//! `_airbyte_data`, so any DuckDB client can read the views.
+//! raw rows when it is queried, or a table (see [`TypedOutput`]): written as
+//! the records arrive where it can be (`inline`, typing plain values in
+//! Rust, `fast`), else refreshed from the raw table at the end of each sync
+//! (`refresh`). The typing rules are plain SQL over `_airbyte_data` (`sql`),
+//! so any DuckDB client can read the views, and the Rust typing gives what
+//! that SQL gives for the values it takes (a JSON column: the same JSON
+//! value, in the source's text rather than DuckDB's rewriting of it).
 //!
 //! Typing never fails a query or a sync: a value that does not fit its
 //! column becomes NULL and the row's `_airbyte_meta.changes` gets
@@ -24,7 +28,9 @@
 //!
 //! This module owns the registry (read and written here only), [`prepare`]
 //! and [`Typed`]; the type mapping is in `types`, the SQL text in `sql`,
-//! the end-of-sync table refresh in `refresh`. Names are allocated through
+//! the end-of-sync table refresh in `refresh`, tables written with the
+//! records in `inline` (their rows are appended by
+//! `pipeline::typed_writer`). Names are allocated through
 //! [`crate::internal`], which the raw tables share.
 
 mod fast;
@@ -40,7 +46,8 @@ use anyhow::{Context, Result};
 pub use fast::type_record;
 pub use inline::{
     catch_up as catch_up_inline, count_update, eligible as inline_eligible,
-    finish as finish_inline, open as open_inline, release as release_inline, Inline,
+    finish as finish_inline, forget_coverage, open as open_inline, release as release_inline,
+    Inline,
 };
 pub use refresh::materialise;
 pub use types::{column_type, merge_columns, schema_properties, ColType, Column};
@@ -179,17 +186,20 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
             // A table deduplicated by another key or cursor, or not at all,
             // is no base to merge or append to: rebuilt. (Tables recorded
             // before shapes were kept none, and are taken as they are.)
+            let mut reshaped = false;
             if let (Materialized::Table { watermark, .. }, Some(old)) =
                 (&mut typed.materialized, shapes.get(&key))
             {
                 if !old.is_empty() && *old != shape(s) {
                     *watermark = None;
                 }
+                // Recorded without a shape: the shape is recorded now.
+                reshaped = *old != shape(s);
             }
             let exists = views.contains(&(s.schema.to_lowercase(), typed.name.to_lowercase()));
             apply(session, s, &mut typed, mode, exists)
                 .with_context(|| format!("preparing the typed relation of stream {}", s.label()))?;
-            if recorded.as_ref() != Some(&typed) {
+            if reshaped || recorded.as_ref() != Some(&typed) {
                 record(session, s, &typed)?;
             }
             out[i] = Some(typed);
