@@ -103,6 +103,9 @@ impl<'s> Sink<'s> {
     ) -> Result<Sink<'s>> {
         let existing = crate::database::existing_tables(session)?;
         let mut targets = Vec::with_capacity(catalog.streams.len());
+        // One transaction for every stream's schema and tables: one commit
+        // (one fsync) rather than two or more per stream.
+        let txn = session.begin().context("starting a transaction")?;
         for stream in &catalog.streams {
             prepare_stream(session, stream, &existing)
                 .with_context(|| format!("preparing the table of stream {}", stream.label()))?;
@@ -120,6 +123,7 @@ impl<'s> Sink<'s> {
                 meta_prefix: format!("{{\"sync_id\":{sync_id},\"changes\":"),
             });
         }
+        txn.commit().context("committing the streams' tables")?;
         Ok(Sink {
             session,
             catalog,

@@ -33,6 +33,13 @@ use crate::names::{literal, CATALOG};
 
 /// Sets `table` and `staging_table` of every stream, recording new choices.
 pub fn assign(session: &Session, streams: &mut [Stream]) -> Result<()> {
+    // One transaction, one commit: the registries and the new names.
+    let txn = session.begin().context("starting a transaction")?;
+    assign_in(session, streams)?;
+    txn.commit().context("committing the stream/table registry")
+}
+
+fn assign_in(session: &Session, streams: &mut [Stream]) -> Result<()> {
     let registry = internal::qualified(STREAM_TABLES);
     internal::create_stream_registry(session)?;
     let rows = session
