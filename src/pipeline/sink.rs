@@ -36,6 +36,10 @@ const CREATE_COLUMNS: &str =
 /// so that DuckDB's appender buffer stays small.
 const APPENDER_FLUSH_BYTES: u64 = 8 << 20;
 
+/// Appended bytes of all tables together after which every appender hands
+/// its rows to the transaction.
+const ALL_FLUSH_BYTES: u64 = 16 << 20;
+
 /// Rows per DuckDB row group (its default `ROW_GROUP_SIZE`). Inside one
 /// transaction DuckDB compresses and writes each table's row group to the
 /// file as soon as it is full; only the open (partial) group is held in
@@ -90,6 +94,8 @@ pub struct Sink<'s> {
     typed: Option<TypedWriter>,
     /// Whether typed rows were given up (see [`Sink::typed_failed`]).
     typed_failed: bool,
+    /// Appended bytes not yet handed to the transaction, all tables.
+    unflushed_total: u64,
 }
 
 impl<'s> Sink<'s> {
@@ -133,6 +139,7 @@ impl<'s> Sink<'s> {
             pool_bytes,
             typed: None,
             typed_failed: false,
+            unflushed_total: 0,
         })
     }
 
@@ -210,8 +217,35 @@ impl<'s> Sink<'s> {
             appender.flush().with_context(|| {
                 format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
             })?;
+            self.unflushed_total = self
+                .unflushed_total
+                .saturating_sub(target.unflushed_bytes - data.len() as u64);
+            target.unflushed_bytes = 0;
+        } else {
+            self.unflushed_total += data.len() as u64;
+        }
+        if self.unflushed_total >= ALL_FLUSH_BYTES {
+            self.flush_appenders()?;
+        }
+        Ok(())
+    }
+
+    /// Hands every appender's buffered rows to the transaction: with many
+    /// streams, each below [`APPENDER_FLUSH_BYTES`], the buffers (outside
+    /// DuckDB's memory limit) would otherwise add up to a whole commit.
+    fn flush_appenders(&mut self) -> Result<()> {
+        for (target, s) in self.targets.iter_mut().zip(&self.catalog.streams) {
+            if target.unflushed_bytes == 0 {
+                continue;
+            }
+            if let Some(appender) = target.appender.as_mut() {
+                appender.flush().with_context(|| {
+                    format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
+                })?;
+            }
             target.unflushed_bytes = 0;
         }
+        self.unflushed_total = 0;
         Ok(())
     }
 
@@ -306,6 +340,7 @@ impl<'s> Sink<'s> {
         for target in &mut self.targets {
             target.end_transaction();
         }
+        self.unflushed_total = 0;
         // A COMMIT that fails has ended the transaction in DuckDB: the
         // guard is spent either way.
         let txn = self.txn.take().expect("commit checked for a transaction");
@@ -344,6 +379,7 @@ impl<'s> Sink<'s> {
             }
             target.end_transaction();
         }
+        self.unflushed_total = 0;
         if let Some(typed) = self.typed.as_mut() {
             typed.rollback();
         }
