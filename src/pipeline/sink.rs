@@ -63,12 +63,54 @@ struct Target<'s> {
     txn_rows: u64,
     /// Record bytes of the table's open row group in the transaction.
     open_group_bytes: u64,
-    /// `{"sync_id":..,"changes":[]}` for records without changes.
-    meta_plain: String,
-    meta_prefix: String,
+    meta: MetaText,
+}
+
+/// A stream's `_airbyte_meta` text, as the raw rows (and typed rows) get
+/// it: `{"sync_id":..,"changes":[]}` for records without changes, and the
+/// text up to `changes` for records with.
+pub struct MetaText {
+    pub plain: String,
+    pub prefix: String,
+}
+
+impl MetaText {
+    pub fn of(s: &Stream) -> MetaText {
+        let sync_id = s.sync_id.map_or("null".to_string(), |s| s.to_string());
+        MetaText {
+            plain: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
+            prefix: format!("{{\"sync_id\":{sync_id},\"changes\":"),
+        }
+    }
+
+    /// The meta of a record with `changes` (written into `buf` if it has
+    /// any).
+    pub fn text<'a>(&'a self, changes: Option<&str>, buf: &'a mut String) -> &'a str {
+        match changes {
+            None => &self.plain,
+            Some(changes) => {
+                buf.clear();
+                buf.push_str(&self.prefix);
+                buf.push_str(changes);
+                buf.push('}');
+                buf
+            }
+        }
+    }
 }
 
 impl Target<'_> {
+    /// Hands the appender's buffered rows to the transaction.
+    fn flush(&mut self, s: &Stream) -> Result<()> {
+        if let Some(appender) = self.appender.as_mut() {
+            appender
+                .flush()
+                .with_context(|| format!("writing rows to \"{}\".\"{}\"", s.schema, self.table))?;
+        }
+        self.unflushed_bytes = 0;
+        Ok(())
+    }
+
     /// Forgets the counts of a transaction that ended (committed or rolled
     /// back).
     fn end_transaction(&mut self) {
@@ -115,7 +157,6 @@ impl<'s> Sink<'s> {
         for stream in &catalog.streams {
             prepare_stream(session, stream, &existing)
                 .with_context(|| format!("preparing the table of stream {}", stream.label()))?;
-            let sync_id = stream.sync_id.map_or("null".to_string(), |s| s.to_string());
             targets.push(Target {
                 appender: None,
                 table: match stream.mode {
@@ -125,8 +166,7 @@ impl<'s> Sink<'s> {
                 unflushed_bytes: 0,
                 txn_rows: 0,
                 open_group_bytes: 0,
-                meta_plain: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
-                meta_prefix: format!("{{\"sync_id\":{sync_id},\"changes\":"),
+                meta: MetaText::of(stream),
             });
         }
         txn.commit().context("committing the streams' tables")?;
@@ -182,16 +222,7 @@ impl<'s> Sink<'s> {
                 )?,
             );
         }
-        let meta: &str = match changes {
-            None => &target.meta_plain,
-            Some(changes) => {
-                self.meta_buf.clear();
-                self.meta_buf.push_str(&target.meta_prefix);
-                self.meta_buf.push_str(changes);
-                self.meta_buf.push('}');
-                &self.meta_buf
-            }
-        };
+        let meta = target.meta.text(changes, &mut self.meta_buf);
         let mut id_buf = [0u8; 36];
         let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_buf);
         let appender = target.appender.as_mut().expect("created above");
@@ -214,13 +245,10 @@ impl<'s> Sink<'s> {
             target.open_group_bytes = 0;
         }
         if target.unflushed_bytes >= APPENDER_FLUSH_BYTES {
-            appender.flush().with_context(|| {
-                format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
-            })?;
             self.unflushed_total = self
                 .unflushed_total
                 .saturating_sub(target.unflushed_bytes - data.len() as u64);
-            target.unflushed_bytes = 0;
+            target.flush(s)?;
         } else {
             self.unflushed_total += data.len() as u64;
         }
@@ -235,15 +263,9 @@ impl<'s> Sink<'s> {
     /// DuckDB's memory limit) would otherwise add up to a whole commit.
     fn flush_appenders(&mut self) -> Result<()> {
         for (target, s) in self.targets.iter_mut().zip(&self.catalog.streams) {
-            if target.unflushed_bytes == 0 {
-                continue;
+            if target.unflushed_bytes > 0 {
+                target.flush(s)?;
             }
-            if let Some(appender) = target.appender.as_mut() {
-                appender.flush().with_context(|| {
-                    format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
-                })?;
-            }
-            target.unflushed_bytes = 0;
         }
         self.unflushed_total = 0;
         Ok(())
@@ -327,13 +349,8 @@ impl<'s> Sink<'s> {
 
     fn flush_and_commit(&mut self) -> Result<()> {
         for (target, s) in self.targets.iter_mut().zip(&self.catalog.streams) {
-            if target.txn_rows == 0 {
-                continue;
-            }
-            if let Some(appender) = target.appender.as_mut() {
-                appender.flush().with_context(|| {
-                    format!("writing rows to \"{}\".\"{}\"", s.schema, target.table)
-                })?;
+            if target.txn_rows > 0 {
+                target.flush(s)?;
             }
         }
         let rows: Vec<u64> = self.targets.iter().map(|t| t.txn_rows).collect();

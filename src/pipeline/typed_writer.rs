@@ -22,7 +22,7 @@ use std::thread::Scope;
 
 use anyhow::{anyhow, Context, Result};
 
-use super::sink::COLUMNS;
+use super::sink::{MetaText, COLUMNS};
 use crate::catalog::Catalog;
 use crate::database::CATALOG;
 use crate::duck::{Appender, Cell, Linked, Session, Transaction};
@@ -185,8 +185,8 @@ impl TypedWriter {
 struct Worker<'s> {
     session: &'s Session,
     targets: Vec<Option<TypedTarget<'s>>>,
-    /// Per stream: `_airbyte_meta` without changes, and up to `changes`.
-    meta: Vec<(String, String)>,
+    /// Per stream: its raw rows' `_airbyte_meta`.
+    meta: Vec<MetaText>,
     generation: Vec<Option<i64>>,
     labels: Vec<String>,
     txn: Option<Transaction<'s>>,
@@ -209,17 +209,7 @@ impl<'s> Worker<'s> {
                 })
             })
             .collect();
-        let meta = catalog
-            .streams
-            .iter()
-            .map(|s| {
-                let sync_id = s.sync_id.map_or("null".to_string(), |s| s.to_string());
-                (
-                    format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
-                    format!("{{\"sync_id\":{sync_id},\"changes\":"),
-                )
-            })
-            .collect();
+        let meta = catalog.streams.iter().map(MetaText::of).collect();
         Worker {
             session,
             targets,
@@ -269,22 +259,19 @@ impl<'s> Worker<'s> {
         if self.txn.is_none() {
             self.txn = Some(self.session.begin().context("starting a transaction")?);
         }
+        let mut meta_buf = String::new();
         for r in &chunk.records {
             let Some(target) = self.targets[r.stream].as_mut() else {
                 continue;
             };
             let changes = r.changes.clone().map(|c| &chunk.bytes[c]);
-            let (plain, prefix) = &self.meta[r.stream];
-            let meta: Cow<'_, str> = match changes {
-                None => Cow::Borrowed(plain),
-                Some(c) => Cow::Owned(format!("{prefix}{c}}}")),
-            };
+            let meta = &self.meta[r.stream];
             let input = TypedInput {
                 id: std::str::from_utf8(&r.id).context("a record id")?,
                 emitted_at_micros: r.emitted_at_micros,
                 data: &chunk.bytes[r.data.clone()],
-                meta: &meta,
-                meta_prefix: prefix,
+                meta: meta.text(changes, &mut meta_buf),
+                meta_prefix: &meta.prefix,
                 changes,
                 generation_id: self.generation[r.stream],
             };
@@ -388,8 +375,8 @@ impl<'s> TypedTarget<'s> {
         let mut typed_cells = Vec::new();
         let typed = typed::type_record(r.data, &self.spec.columns, &mut typed_cells, &mut nulled);
         let meta = match (&typed, nulled.is_empty()) {
-            (Some(_), true) => Some(std::borrow::Cow::Borrowed(r.meta)),
-            (Some(_), false) => nulled_meta(r, &self.spec, &nulled).map(std::borrow::Cow::Owned),
+            (Some(_), true) => Some(Cow::Borrowed(r.meta)),
+            (Some(_), false) => nulled_meta(r, &self.spec, &nulled).map(Cow::Owned),
             (None, _) => None,
         };
         match (typed, meta) {
