@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use anyhow::{Context, Result};
 
 use super::refresh::{create_empty, materialise, merge, present};
-use super::sql::{key_sql, Query};
+use super::sql::Query;
 use super::types::{Column, META_COLUMNS};
 use super::{record, relation, tombstones, Materialized, Typed};
 use crate::catalog::{Stream, WriteMode};
@@ -252,12 +252,8 @@ fn merge_staged(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
     let q = Query::new(s, &t.columns, false);
     let (rel, tombs) = (relation(s, t), tombstones(s, t));
     let out = q.output_columns();
-    let keys: Vec<String> = q.keys().iter().map(|(k, _)| key_sql(k)).collect();
-    let same_key = keys
-        .iter()
-        .map(|k| format!("n.{k} IS NOT DISTINCT FROM o.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let keys = q.key_columns();
+    let same_key = q.same_key("n", "o");
     let clash = format!(
         "SELECT EXISTS (SELECT 1 FROM {staged} GROUP BY {k} HAVING count(*) > 1) \
          OR EXISTS (SELECT 1 FROM {rel} o WHERE EXISTS (SELECT 1 FROM {staged} n WHERE {same_key})) \

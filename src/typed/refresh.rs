@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 
-use super::sql::{key_sql, Query};
+use super::sql::Query;
 use super::{drop_existing, in_transaction, record, relation, tombstones, Materialized, Typed};
 use crate::catalog::Stream;
 use crate::duck::Session;
@@ -184,12 +184,8 @@ pub(super) fn merge(
     let work_new = Work::New.qualified();
     let work_all = Work::All.qualified();
     let out = q.output_columns();
-    let keys: Vec<String> = q.keys().iter().map(|(k, _)| key_sql(k)).collect();
-    let same_key = keys
-        .iter()
-        .map(|k| format!("n.{k} IS NOT DISTINCT FROM t.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let keys = q.key_columns();
+    let same_key = q.same_key("n", "t");
     let key_aliases = keys
         .iter()
         .enumerate()

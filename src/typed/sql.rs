@@ -101,6 +101,21 @@ impl<'a> Query<'a> {
         })
     }
 
+    /// The key expressions of a dedup relation's rows (see [`key_sql`]).
+    pub(super) fn key_columns(&self) -> Vec<String> {
+        self.keys().iter().map(|(k, _)| key_sql(k)).collect()
+    }
+
+    /// The condition that rows `a` and `b` (SQL aliases) have the same key,
+    /// NULL parts matching NULL.
+    pub(super) fn same_key(&self, a: &str, b: &str) -> String {
+        self.key_columns()
+            .iter()
+            .map(|k| format!("{a}.{k} IS NOT DISTINCT FROM {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
     /// Whether every key and the cursor are typed columns whose values are
     /// compared as what they mean, not as JSON text: a JSON column holds a
     /// value's text as written, which DuckDB's typing rewrites (`1.50` as
@@ -343,7 +358,7 @@ impl<'a> Query<'a> {
     }
 }
 
-pub(super) fn key_sql(k: &KeyExpr) -> String {
+fn key_sql(k: &KeyExpr) -> String {
     match k {
         KeyExpr::Column(name, _) => quote(name),
         KeyExpr::Raw(slot) => format!("_airbyte_r{slot}"),
