@@ -259,8 +259,12 @@ fn harness(mode: &str, dedup: bool) -> Harness {
     h
 }
 
-/// Every row of the typed relation, each column as comparable text.
-fn typed_rows(h: &Harness, order: &str) -> Vec<Vec<Option<String>>> {
+/// Rows of text, NULL as None.
+type Rows = Vec<Vec<Option<String>>>;
+
+/// Every row of the typed relation by record number, each column as
+/// comparable text.
+fn typed_rows(h: &Harness) -> Rows {
     let mut columns = vec![
         "_airbyte_emitted_at::VARCHAR".to_string(),
         "json(_airbyte_meta)::VARCHAR".to_string(),
@@ -275,22 +279,61 @@ fn typed_rows(h: &Harness, order: &str) -> Vec<Vec<Option<String>>> {
         });
     }
     h.strings(&format!(
-        "SELECT {} FROM main.t ORDER BY {order}",
+        "SELECT {} FROM main.t ORDER BY n",
         columns.join(", ")
     ))
 }
 
-fn differential(seed: u64, dedup: bool) {
-    let (views, tables) = (harness("views", dedup), harness("tables", dedup));
-    let mut rng = Rng(seed);
-    for sync in 0..3 {
-        let mut input = records(&mut rng, sync * 300, 300, dedup);
-        input.push(global_state(sync as i64));
+/// The same random records, synced into a `views` and a `tables` database.
+struct Pair {
+    views: Harness,
+    tables: Harness,
+    rng: Rng,
+    dedup: bool,
+}
+
+impl Pair {
+    fn new(seed: u64, dedup: bool) -> Pair {
+        Pair {
+            views: harness("views", dedup),
+            tables: harness("tables", dedup),
+            rng: Rng(seed),
+            dedup,
+        }
+    }
+
+    /// Syncs `count` new records (numbered from `n * count`) and a state
+    /// into both; both exit 0. Returns the `tables` run.
+    fn sync(&mut self, n: usize, count: usize) -> crate::util::Run {
+        let mut input = records(&mut self.rng, n * count, count, self.dedup);
+        input.push(global_state(n as i64));
         let input = lines(&input);
-        views.write(input.as_bytes()).assert_ok();
-        tables.write(input.as_bytes()).assert_ok();
-        let order = if dedup { "k" } else { "n" };
-        let (v, t) = (typed_rows(&views, order), typed_rows(&tables, order));
+        self.views.write(input.as_bytes()).assert_ok();
+        let run = self.tables.write(input.as_bytes());
+        run.assert_ok();
+        run
+    }
+
+    /// Every typed row of the views, then of the tables.
+    fn rows(&self) -> (Rows, Rows) {
+        (typed_rows(&self.views), typed_rows(&self.tables))
+    }
+
+    /// Changes both catalogs alike.
+    fn edit_catalogs(&self, edit: impl Fn(&mut serde_json::Value)) {
+        for h in [&self.views, &self.tables] {
+            let mut catalog = crate::util::read_json(&h.catalog_path());
+            edit(&mut catalog);
+            h.write_catalog(&catalog);
+        }
+    }
+}
+
+fn differential(seed: u64, dedup: bool) {
+    let mut pair = Pair::new(seed, dedup);
+    for sync in 0..3 {
+        pair.sync(sync, 300);
+        let (v, t) = pair.rows();
         assert!(!v.is_empty(), "seed {seed}: rows to compare");
         assert_eq!(v.len(), t.len(), "seed {seed}, sync {sync}: row counts");
         for (a, b) in v.iter().zip(&t) {
@@ -320,25 +363,15 @@ fn deduplicated_typed_tables_equal_the_views_on_random_records() {
 #[test]
 fn a_typed_table_behind_its_raw_table_is_rebuilt() {
     for dedup in [false, true] {
-        let (views, tables) = (harness("views", dedup), harness("tables", dedup));
-        let mut rng = Rng(99);
-        let order = if dedup { "k" } else { "n" };
+        let mut pair = Pair::new(99, dedup);
         for sync in 0..2 {
-            let mut input = records(&mut rng, sync * 200, 200, dedup);
-            input.push(global_state(sync as i64));
-            let input = lines(&input);
-            views.write(input.as_bytes()).assert_ok();
-            let run = tables.write(input.as_bytes());
-            run.assert_ok();
+            let run = pair.sync(sync, 200);
             if sync == 1 {
                 assert!(run.stderr.contains(r#"how="rebuilt""#), "{}", run.stderr);
             }
-            assert_eq!(
-                typed_rows(&views, order),
-                typed_rows(&tables, order),
-                "dedup {dedup}"
-            );
-            let conn = duckdb::Connection::open(tables.db_path()).unwrap();
+            let (v, t) = pair.rows();
+            assert_eq!(v, t, "dedup {dedup}");
+            let conn = duckdb::Connection::open(pair.tables.db_path()).unwrap();
             conn.execute_batch(
                 "DELETE FROM main.t WHERE rowid IN (SELECT rowid FROM main.t LIMIT 3); \
                  UPDATE _airbyte_internal.typed_relations SET watermark_count = watermark_count - 3",
@@ -353,38 +386,16 @@ fn a_typed_table_behind_its_raw_table_is_rebuilt() {
 /// deduplication off) gets its typed table rebuilt, equal to the views.
 #[test]
 fn a_typed_table_of_another_key_is_rebuilt() {
-    let (views, tables) = (harness("views", true), harness("tables", true));
-    let mut rng = Rng(5);
-    let mut sync = |n: usize| {
-        let mut input = records(&mut rng, n * 200, 200, true);
-        input.push(global_state(n as i64));
-        let input = lines(&input);
-        views.write(input.as_bytes()).assert_ok();
-        tables.write(input.as_bytes()).assert_ok();
-    };
-    sync(0);
-    for h in [&views, &tables] {
-        let mut catalog = crate::util::read_json(&h.catalog_path());
-        catalog["streams"][0]["primary_key"] = json!([["n"]]);
-        h.write_catalog(&catalog);
-    }
-    sync(1);
-    assert_eq!(
-        typed_rows(&views, "n"),
-        typed_rows(&tables, "n"),
-        "by the new key"
-    );
-    for h in [&views, &tables] {
-        let mut catalog = crate::util::read_json(&h.catalog_path());
-        catalog["streams"][0]["destination_sync_mode"] = json!("append");
-        h.write_catalog(&catalog);
-    }
-    sync(2);
-    assert_eq!(
-        typed_rows(&views, "n"),
-        typed_rows(&tables, "n"),
-        "not deduplicated"
-    );
+    let mut pair = Pair::new(5, true);
+    pair.sync(0, 200);
+    pair.edit_catalogs(|c| c["streams"][0]["primary_key"] = json!([["n"]]));
+    pair.sync(1, 200);
+    let (v, t) = pair.rows();
+    assert_eq!(v, t, "by the new key");
+    pair.edit_catalogs(|c| c["streams"][0]["destination_sync_mode"] = json!("append"));
+    pair.sync(2, 200);
+    let (v, t) = pair.rows();
+    assert_eq!(v, t, "not deduplicated");
 }
 
 /// Typed rows that cannot be written (here: a typed column changed by hand
@@ -394,12 +405,10 @@ fn a_typed_table_of_another_key_is_rebuilt() {
 #[test]
 fn typed_rows_that_cannot_be_written_do_not_fail_the_sync() {
     for dedup in [false, true] {
-        let (views, tables) = (harness("views", dedup), harness("tables", dedup));
-        let mut rng = Rng(11);
-        let order = if dedup { "k" } else { "n" };
+        let mut pair = Pair::new(11, dedup);
         for sync in 0..2 {
             if sync == 1 {
-                let conn = duckdb::Connection::open(tables.db_path()).unwrap();
+                let conn = duckdb::Connection::open(pair.tables.db_path()).unwrap();
                 // Where the typed rows go: the table, or a dedup stream's
                 // staging table.
                 let target = if dedup {
@@ -410,12 +419,7 @@ fn typed_rows_that_cannot_be_written_do_not_fail_the_sync() {
                 conn.execute_batch(&format!("ALTER TABLE {target} ALTER COLUMN n TYPE VARCHAR"))
                     .unwrap();
             }
-            let mut input = records(&mut rng, sync * 200, 200, dedup);
-            input.push(global_state(sync as i64));
-            let input = lines(&input);
-            views.write(input.as_bytes()).assert_ok();
-            let run = tables.write(input.as_bytes());
-            run.assert_ok();
+            let run = pair.sync(sync, 200);
             assert_eq!(run.states().len(), 1, "dedup {dedup}: the state is echoed");
             if sync == 1 {
                 assert!(
@@ -424,11 +428,8 @@ fn typed_rows_that_cannot_be_written_do_not_fail_the_sync() {
                     run.stderr
                 );
             }
-            assert_eq!(
-                typed_rows(&views, order),
-                typed_rows(&tables, order),
-                "dedup {dedup}, sync {sync}"
-            );
+            let (v, t) = pair.rows();
+            assert_eq!(v, t, "dedup {dedup}, sync {sync}");
         }
     }
 }

@@ -473,18 +473,17 @@ fn incompressible_records(n: usize) -> String {
     input
 }
 
-/// A sync in `typed_output: tables` on a tmpfs of `size` that holds its raw
-/// rows but runs out at `stage` (a part of DuckDB's error text): every state
-/// is echoed, the failure is the plain disk-full one, the raw rows are all
-/// there, and with room again the next sync builds the typed table.
+/// A harness for `typed_output: tables` syncs of one stream `s` (`i`,
+/// `pad`) into a database on a tmpfs of `size`, with the mount and the
+/// database's path; None where no tmpfs can be mounted.
 #[allow(clippy::print_stderr)]
-fn full_disk_after_the_raw_rows(size: &str, stage: &str) {
+fn typed_tables_on_a_tmpfs(size: &str) -> Option<(Harness, Mount, PathBuf)> {
     let h = Harness::new();
     let mount = match Mount::tmpfs(&h.path("small"), size) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("SKIPPED: cannot mount a tmpfs here: {e}");
-            return;
+            return None;
         }
     };
     let db = h.path("small/db.duckdb");
@@ -495,28 +494,59 @@ fn full_disk_after_the_raw_rows(size: &str, stage: &str) {
         "properties": {"i": {"type": "integer"}, "pad": {"type": "string"}}
     });
     h.write_catalog(&catalog);
+    Some((h, mount, db))
+}
 
-    // About 4 MB of records: the WAL holding them fits; a typed copy of
-    // them, or the checkpoint writing both, does not.
-    let n = 2000;
-    let run = h.write(incompressible_records(n).as_bytes());
+/// A sync that filled the disk failed plainly: no panic, and the disk-full
+/// `config_error`, which is returned.
+#[allow(clippy::print_stderr)]
+fn assert_failed_on_a_full_disk(run: &Run, what: &str) -> Value {
     assert!(
         matches!(run.code, Some(c) if c != 0 && c != 101),
-        "{size}: the sync fails: {run:?}"
+        "{what}: the sync fails: {run:?}"
     );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    assert_eq!(
-        run.states().len(),
-        n / 100,
-        "{size}: every state went out first"
-    );
-    let error = run.error();
-    eprintln!("{size}, full disk after the raw rows: {error}");
+    let error = run.error().clone();
+    eprintln!("{what}: {error}");
     assert_eq!(error["failure_type"], "config_error", "{error}");
     let message = error["message"].as_str().unwrap();
     assert!(
         message.contains("is full, or a file-size limit was reached"),
         "{message}"
+    );
+    error
+}
+
+/// With room again, the next sync's record lands in the raw table and the
+/// typed table, which then both hold `raw + 1` rows.
+fn next_sync_lands_in_both(h: &Harness, mount: Mount, db: &Path, raw: i64) {
+    mount.remount("size=128m");
+    let next =
+        h.write(lines(&[record("s", 1, r#"{"i":-1,"pad":"x"}"#), global_state(99)]).as_bytes());
+    next.assert_ok();
+    assert_eq!(count(db, "main._airbyte_raw_s"), raw + 1);
+    assert_eq!(count(db, "main.s WHERE pad IS NOT NULL"), raw + 1);
+    drop(mount);
+}
+
+/// A sync in `typed_output: tables` on a tmpfs of `size` that holds its raw
+/// rows but runs out at `stage` (a part of DuckDB's error text): every state
+/// is echoed, the failure is the plain disk-full one, the raw rows are all
+/// there, and with room again the next sync builds the typed table.
+fn full_disk_after_the_raw_rows(size: &str, stage: &str) {
+    let Some((h, mount, db)) = typed_tables_on_a_tmpfs(size) else {
+        return;
+    };
+    // About 4 MB of records: the WAL holding them fits; a typed copy of
+    // them, or the checkpoint writing both, does not.
+    let n = 2000;
+    let run = h.write(incompressible_records(n).as_bytes());
+    let error =
+        assert_failed_on_a_full_disk(&run, &format!("{size}, full disk after the raw rows"));
+    assert_eq!(
+        run.states().len(),
+        n / 100,
+        "{size}: every state went out first"
     );
     let internal = error["internal_message"].as_str().unwrap();
     assert!(
@@ -524,14 +554,7 @@ fn full_disk_after_the_raw_rows(size: &str, stage: &str) {
         "{size}: failed at {stage}: {internal}"
     );
     assert_eq!(count(&db, "main._airbyte_raw_s"), n as i64, "raw rows");
-
-    mount.remount("size=128m");
-    let next =
-        h.write(lines(&[record("s", 1, r#"{"i":-1,"pad":"x"}"#), global_state(99)]).as_bytes());
-    next.assert_ok();
-    assert_eq!(count(&db, "main._airbyte_raw_s"), n as i64 + 1);
-    assert_eq!(count(&db, "main.s WHERE pad IS NOT NULL"), n as i64 + 1);
-    drop(mount);
+    next_sync_lands_in_both(&h, mount, &db, n as i64);
 }
 
 /// Typed rows are written beside the raw rows and committed right after
@@ -539,39 +562,12 @@ fn full_disk_after_the_raw_rows(size: &str, stage: &str) {
 /// state's records are in the raw table, the typed table holds no row the
 /// raw table does not, and with room again the next sync makes them equal.
 #[test]
-#[allow(clippy::print_stderr)]
 fn a_full_disk_while_typed_rows_are_written_loses_nothing_committed() {
-    let h = Harness::new();
-    let mount = match Mount::tmpfs(&h.path("small"), "size=7m") {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot mount a tmpfs here: {e}");
-            return;
-        }
+    let Some((h, mount, db)) = typed_tables_on_a_tmpfs("size=7m") else {
+        return;
     };
-    let db = h.path("small/db.duckdb");
-    h.write_config(json!({"destination_path": db.to_str().unwrap(), "typed_output": "tables"}));
-    let mut catalog = catalog_of(&[("s", None)], "append");
-    catalog["streams"][0]["stream"]["json_schema"] = json!({
-        "type": "object",
-        "properties": {"i": {"type": "integer"}, "pad": {"type": "string"}}
-    });
-    h.write_catalog(&catalog);
-    let n = 2000;
-    let run = h.write(incompressible_records(n).as_bytes());
-    assert!(
-        matches!(run.code, Some(c) if c != 0 && c != 101),
-        "the sync fails: {run:?}"
-    );
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    let error = run.error();
-    eprintln!("full disk while typed rows are written: {error}");
-    assert_eq!(error["failure_type"], "config_error", "{error}");
-    let message = error["message"].as_str().unwrap();
-    assert!(
-        message.contains("is full, or a file-size limit was reached"),
-        "{message}"
-    );
+    let run = h.write(incompressible_records(2000).as_bytes());
+    assert_failed_on_a_full_disk(&run, "full disk while typed rows are written");
     let raw = count(&db, "main._airbyte_raw_s");
     assert!(
         raw >= run.states().len() as i64 * 100,
@@ -581,14 +577,7 @@ fn a_full_disk_while_typed_rows_are_written_loses_nothing_committed() {
         count(&db, "main.s") <= raw,
         "no typed row without its raw row"
     );
-
-    mount.remount("size=128m");
-    let next =
-        h.write(lines(&[record("s", 1, r#"{"i":-1,"pad":"x"}"#), global_state(99)]).as_bytes());
-    next.assert_ok();
-    assert_eq!(count(&db, "main._airbyte_raw_s"), raw + 1);
-    assert_eq!(count(&db, "main.s WHERE pad IS NOT NULL"), raw + 1);
-    drop(mount);
+    next_sync_lands_in_both(&h, mount, &db, raw);
 }
 
 #[test]
