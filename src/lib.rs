@@ -15,6 +15,7 @@ pub mod internal;
 pub mod names;
 pub mod pipeline;
 pub mod protocol;
+pub mod raw;
 pub mod repair;
 pub mod typed;
 

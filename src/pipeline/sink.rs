@@ -19,18 +19,7 @@ use crate::database::CATALOG;
 use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::names::{literal, qualified, qualified_schema};
-
-pub const COLUMNS: [&str; 5] = [
-    "_airbyte_ab_id",
-    "_airbyte_emitted_at",
-    "_airbyte_data",
-    "_airbyte_meta",
-    "_airbyte_generation_id",
-];
-
-const CREATE_COLUMNS: &str =
-    "_airbyte_ab_id VARCHAR, _airbyte_emitted_at TIMESTAMP WITH TIME ZONE, \
-     _airbyte_data JSON, _airbyte_meta JSON, _airbyte_generation_id BIGINT";
+use crate::raw::{self, COLUMNS};
 
 /// Appended bytes after which an appender hands its rows to the transaction,
 /// so that DuckDB's appender buffer stays small.
@@ -450,8 +439,9 @@ fn prepare_stream(
         qualified_schema(&s.schema)
     ))?;
     session.execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {} ({CREATE_COLUMNS})",
-        qualified(&s.schema, &s.table)
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        qualified(&s.schema, &s.table),
+        raw::create_columns()
     ))?;
     adopt(session, &s.schema, &s.table)?;
     if s.mode == WriteMode::Truncate {
@@ -472,7 +462,10 @@ fn prepare_stream(
         };
         if !keep {
             session.execute(&format!("DROP TABLE IF EXISTS {staging}"))?;
-            session.execute(&format!("CREATE TABLE {staging} ({CREATE_COLUMNS})"))?;
+            session.execute(&format!(
+                "CREATE TABLE {staging} ({})",
+                raw::create_columns()
+            ))?;
         } else {
             tracing::info!(stream = %s.label(), "resuming the staged rows of generation {:?}", s.generation_id);
         }
@@ -503,10 +496,9 @@ fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
             )));
         }
     }
-    for (column, ty) in [
-        ("_airbyte_meta", "JSON"),
-        ("_airbyte_generation_id", "BIGINT"),
-    ] {
+    // The columns the official connector's tables lack.
+    for column in &COLUMNS[3..] {
+        let ty = raw::column_type(column).expect("a raw column");
         if !present.iter().any(|c| c == column) {
             session.execute(&format!(
                 "ALTER TABLE {} ADD COLUMN {column} {ty}",

@@ -25,11 +25,7 @@ use crate::catalog::{Stream, WriteMode};
 use crate::duck::Session;
 use crate::internal::{self, stream_key, TYPED_RELATIONS};
 use crate::names::{literal, qualified};
-
-/// The raw columns and the arrival order, the layout of a pending table.
-const PENDING_COLUMNS: &str =
-    "_airbyte_ab_id VARCHAR, _airbyte_emitted_at TIMESTAMP WITH TIME ZONE, \
-     _airbyte_data JSON, _airbyte_meta JSON, _airbyte_generation_id BIGINT, _airbyte_seq BIGINT";
+use crate::raw;
 
 /// Where and how the sink writes one stream's typed rows.
 #[derive(Debug, Clone)]
@@ -180,7 +176,9 @@ pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
     let mut target_columns: Vec<String> = META_COLUMNS.iter().map(|c| c.to_string()).collect();
     target_columns.extend(columns.iter().map(|c| c.name.clone()));
     session.execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {p} ({PENDING_COLUMNS}); DELETE FROM {p}",
+        // The raw columns and the arrival order.
+        "CREATE TABLE IF NOT EXISTS {p} ({}, _airbyte_seq BIGINT); DELETE FROM {p}",
+        raw::create_columns(),
         p = internal::qualified(&pending)
     ))?;
     let target = if s.dedup {

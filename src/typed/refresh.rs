@@ -8,11 +8,13 @@ use std::collections::HashSet;
 use anyhow::{Context, Result};
 
 use super::sql::Query;
+use super::types::META_COLUMNS;
 use super::{drop_existing, in_transaction, record, relation, tombstones, Materialized, Typed};
 use crate::catalog::Stream;
 use crate::duck::Session;
 use crate::internal::{self, Work};
 use crate::names::{qualified, quote};
+use crate::raw;
 
 /// Brings a stream's typed table up to date with its raw table: new raw
 /// rows are typed and appended (or, for `append_dedup`, merged by key);
@@ -88,12 +90,11 @@ pub fn materialise(
 /// table without rows. The column types are those the typing SQL gives.
 pub(super) fn create_empty(session: &Session, s: &Stream, t: &mut Typed) -> Result<()> {
     let mut next = t.clone();
-    let mut columns = vec![
-        "_airbyte_ab_id VARCHAR".to_string(),
-        "_airbyte_emitted_at TIMESTAMP WITH TIME ZONE".to_string(),
-        "_airbyte_meta JSON".to_string(),
-        "_airbyte_generation_id BIGINT".to_string(),
-    ];
+    // The metadata columns have their raw columns' types.
+    let mut columns: Vec<String> = META_COLUMNS
+        .iter()
+        .map(|c| format!("{c} {}", raw::column_type(c).expect("a raw column")))
+        .collect();
     columns.extend(
         next.columns
             .iter()
