@@ -43,6 +43,16 @@ pub struct Database {
     pub label: String,
 }
 
+/// Rows per DuckDB row group in the tables this connector writes, set as
+/// `ROW_GROUP_SIZE` at `ATTACH` (DuckDB's default is 122,880; any size up to
+/// that keeps the file readable by DuckDB 1.0). A commit that brings a table
+/// at least one full group goes straight into the file; a smaller one is
+/// copied through the WAL and compressed again by a checkpoint. At 16,384,
+/// twenty-one interleaved streams fill their groups within the default
+/// `batch_size_mb` and a sync of 100k records skips the WAL, for files about
+/// 4–6% larger (measured: bench/README.md).
+pub const ROW_GROUP_ROWS: u64 = 16_384;
+
 /// Opens (creating when missing) the configured database.
 pub fn open(config: &Config) -> Result<Database> {
     let threads = config.threads.map(|t| t.to_string());
@@ -84,15 +94,15 @@ fn open_file(path: &Path, storage_version: &str, options: &[(&str, &str)]) -> Re
     let mut options = options.to_vec();
     options.push(("temp_directory", &temp_directory));
     let session = Session::open(":memory:", &options).map_err(settings_failure)?;
-    let attach = if is_new && storage_version != "latest" {
-        format!(
-            "ATTACH {} AS {CATALOG} (STORAGE_VERSION {})",
-            literal(path_text),
-            literal(storage_version)
-        )
+    let version = if is_new && storage_version != "latest" {
+        format!("STORAGE_VERSION {}, ", literal(storage_version))
     } else {
-        format!("ATTACH {} AS {CATALOG}", literal(path_text))
+        String::new()
     };
+    let attach = format!(
+        "ATTACH {} AS {CATALOG} ({version}ROW_GROUP_SIZE {ROW_GROUP_ROWS})",
+        literal(path_text),
+    );
     session
         .execute(&attach)
         .map_err(|e| attach_failure(&label, e))?;

@@ -29,14 +29,13 @@ const APPENDER_FLUSH_BYTES: u64 = 8 << 20;
 /// its rows to the transaction.
 const ALL_FLUSH_BYTES: u64 = 16 << 20;
 
-/// Rows per DuckDB row group (its default `ROW_GROUP_SIZE`). Inside one
-/// transaction DuckDB compresses and writes each table's row group to the
-/// file as soon as it is full; only the open (partial) group is held in
-/// memory, uncompressed. A table that receives at least one full group in a
-/// transaction is committed by linking those groups in ("bulk append"); a
-/// smaller one is copied row by row into the WAL and rewritten again by the
-/// next checkpoint.
-pub const ROW_GROUP_ROWS: u64 = 122_880;
+/// Inside one transaction DuckDB compresses and writes each table's row
+/// group ([`ROW_GROUP_ROWS`]) to the file as soon as it is full; only the
+/// open (partial) group is held in memory, uncompressed. A table that
+/// receives at least one full group in a transaction is committed by linking
+/// those groups in ("bulk append"); a smaller one is copied row by row into
+/// the WAL and rewritten again by the next checkpoint.
+pub use crate::database::ROW_GROUP_ROWS;
 
 /// Rows of a table in one transaction below which copying them through the
 /// WAL at a commit costs little.
@@ -540,11 +539,13 @@ mod tests {
             [(1_000, 300_000), (0, 0)].into_iter(),
             128 * MIB
         ));
-        // Three tables half way into 300-byte rows: 3 x 35 MiB projected.
+        // Tables half way into groups of 300-byte rows: each is projected
+        // at a full group, 4.7 MiB. Twenty-one fit the default budget ...
         let half = (g / 2, g / 2 * 300);
         assert!(waiting_pays([half, half, half].into_iter(), 128 * MIB));
-        // Twenty-one such tables cannot fill their groups within the budget.
-        assert!(!waiting_pays(std::iter::repeat_n(half, 21), 128 * MIB));
+        assert!(waiting_pays(std::iter::repeat_n(half, 21), 128 * MIB));
+        // ... two hundred cannot fill their groups within it.
+        assert!(!waiting_pays(std::iter::repeat_n(half, 200), 128 * MIB));
         // Past its first group a table counts only its open group, and tiny
         // side streams count as they are.
         let past = (3 * g + 10, 10 * 300);
