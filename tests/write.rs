@@ -242,44 +242,50 @@ fn new_files_open_in_duckdb_1_4() {
     );
 }
 
-/// The connector attaches with a `ROW_GROUP_SIZE` of 16,384 rows, so that a
-/// commit of a stream's rows goes straight into the file (no WAL) from 16,384
-/// rows on, and many-stream syncs reach that too. DuckDB 1.4 still reads the
-/// file, in both its raw and its typed tables.
+/// A sync of few streams attaches with a `ROW_GROUP_SIZE` of 16,384 rows, so
+/// that a commit of a stream's rows goes straight into the file (no WAL)
+/// from 16,384 rows on; a catalog too large for every stream to fill such a
+/// group within `batch_size_mb` keeps DuckDB's 122,880. DuckDB 1.4 reads
+/// both, raw and typed tables.
 #[test]
-fn rows_land_in_row_groups_of_16384_rows_that_duckdb_1_4_reads() {
-    let h = Harness::new();
-    h.write_config(serde_json::json!({
-        "destination_path": h.db_path().to_str().unwrap(),
-        "typed_output": "tables",
-    }));
-    h.write_catalog(&catalog_of(&[("s", None)], "append"));
-    let mut input: Vec<String> = (0..40_000)
-        .map(|i| record("s", 1_700_000_000_000 + i, &format!(r#"{{"n":{i}}}"#)))
-        .collect();
-    input.push(global_state(1));
-    h.write(input.join("\n").as_bytes()).assert_ok();
-    let python = python_with_duckdb("1.4.3");
-    let script = format!(
-        "import duckdb; c = duckdb.connect({:?}, read_only=True)\n\
-         for t in ('_airbyte_raw_s', 's'):\n\
-         \x20   groups = c.sql(f\"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('main.{{t}}')\").fetchone()[0]\n\
-         \x20   print(t, c.sql(f'SELECT count(*) FROM main.{{t}}').fetchone()[0], groups)",
-        h.db_path().to_str().unwrap()
-    );
-    let out = std::process::Command::new(python)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
-        "_airbyte_raw_s 40000 3\ns 40000 3"
-    );
+fn row_groups_follow_the_catalog_size_and_duckdb_1_4_reads_them() {
+    for (streams, groups) in [(1, 3), (40, 1)] {
+        let h = Harness::new();
+        h.write_config(serde_json::json!({
+            "destination_path": h.db_path().to_str().unwrap(),
+            "typed_output": "tables",
+        }));
+        let names: Vec<String> = (0..streams).map(|i| format!("s{i}")).collect();
+        let named: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+        h.write_catalog(&catalog_of(&named, "append"));
+        let mut input: Vec<String> = (0..40_000)
+            .map(|i| record("s0", 1_700_000_000_000 + i, &format!(r#"{{"n":{i}}}"#)))
+            .collect();
+        input.push(global_state(1));
+        h.write(input.join("\n").as_bytes()).assert_ok();
+        let python = python_with_duckdb("1.4.3");
+        let script = format!(
+            "import duckdb; c = duckdb.connect({:?}, read_only=True)\n\
+             for t in ('_airbyte_raw_s0', 's0'):\n\
+             \x20   groups = c.sql(f\"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('main.{{t}}')\").fetchone()[0]\n\
+             \x20   print(t, c.sql(f'SELECT count(*) FROM main.{{t}}').fetchone()[0], groups)",
+            h.db_path().to_str().unwrap()
+        );
+        let out = std::process::Command::new(python)
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            format!("_airbyte_raw_s0 40000 {groups}\ns0 40000 {groups}"),
+            "{streams} streams"
+        );
+    }
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub fn run<W: Write>(config_path: &Path, out: &mut Emitter<W>) -> Result<()> {
 }
 
 fn probe(config: &Config) -> Result<()> {
-    let db = database::open(config)?;
+    let db = database::open(config, 0)?;
     let label = db.label.clone();
     write_probe(config, db).map_err(|e| database::storage_failure(e, &label))
 }

@@ -37,7 +37,7 @@ pub fn run<W: Write>(
     let config = Config::load(config_path)?;
     let catalog = Catalog::load(catalog_path, &config.schema)?;
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
-    let db = database::open(&config)?;
+    let db = database::open(&config, catalog.streams.len())?;
     let label = db.label.clone();
     run_sync(&config, catalog, db, input, out).map_err(|e| database::storage_failure(e, &label))
 }
@@ -62,7 +62,12 @@ fn run_sync<W: Write>(
         let session = &db.session;
         // Before the typed tables are caught up, which can take a while.
         let cancelled = install_signal_handlers()?;
-        let mut sink = Sink::prepare(session, Arc::clone(catalog), config.memory_limit_bytes())?;
+        let mut sink = Sink::prepare(
+            session,
+            Arc::clone(catalog),
+            config.memory_limit_bytes(),
+            db.row_group_rows,
+        )?;
         // Typed views (or, with `off`, dropping what this connector made) do
         // not depend on the records: they are prepared on a connection and
         // thread of their own while the records load, so a first sync of a

@@ -29,17 +29,12 @@ const APPENDER_FLUSH_BYTES: u64 = 8 << 20;
 /// its rows to the transaction.
 const ALL_FLUSH_BYTES: u64 = 16 << 20;
 
-/// Inside one transaction DuckDB compresses and writes each table's row
-/// group ([`ROW_GROUP_ROWS`]) to the file as soon as it is full; only the
-/// open (partial) group is held in memory, uncompressed. A table that
-/// receives at least one full group in a transaction is committed by linking
-/// those groups in ("bulk append"); a smaller one is copied row by row into
-/// the WAL and rewritten again by the next checkpoint.
-pub use crate::database::ROW_GROUP_ROWS;
-
-/// Rows of a table in one transaction below which copying them through the
-/// WAL at a commit costs little.
-pub const SMALL_TXN_ROWS: u64 = ROW_GROUP_ROWS / 4;
+// Inside one transaction DuckDB compresses and writes each table's row
+// group (`Database::row_group_rows`) to the file as soon as it is full; only
+// the open (partial) group is held in memory, uncompressed. A table that
+// receives at least one full group in a transaction is committed by linking
+// those groups in ("bulk append"); a smaller one is copied row by row into
+// the WAL and rewritten again by the next checkpoint.
 
 struct Target<'s> {
     /// Appends to the staging table while a truncate is in flight, to the
@@ -126,6 +121,8 @@ pub struct Sink<'s> {
     typed_failed: bool,
     /// Appended bytes not yet handed to the transaction, all tables.
     unflushed_total: u64,
+    /// Rows per row group of the database's tables.
+    group_rows: u64,
 }
 
 impl<'s> Sink<'s> {
@@ -136,6 +133,7 @@ impl<'s> Sink<'s> {
         session: &'s Session,
         catalog: Arc<Catalog>,
         pool_bytes: u64,
+        group_rows: u64,
     ) -> Result<Sink<'s>> {
         let existing = crate::database::existing_tables(session)?;
         let mut targets = Vec::with_capacity(catalog.streams.len());
@@ -165,6 +163,7 @@ impl<'s> Sink<'s> {
             txn: None,
             meta_buf: String::new(),
             pool_bytes,
+            group_rows,
             typed: None,
             typed_failed: false,
             unflushed_total: 0,
@@ -229,7 +228,7 @@ impl<'s> Sink<'s> {
         target.unflushed_bytes += data.len() as u64;
         target.txn_rows += 1;
         target.open_group_bytes += data.len() as u64;
-        if target.txn_rows.is_multiple_of(ROW_GROUP_ROWS) {
+        if target.txn_rows.is_multiple_of(self.group_rows) {
             target.open_group_bytes = 0;
         }
         if target.unflushed_bytes >= APPENDER_FLUSH_BYTES {
@@ -300,7 +299,7 @@ impl<'s> Sink<'s> {
     /// leaves behind is merged and rewritten by a later checkpoint, so for
     /// fast streams fewer commits are cheaper. A table with a part of its
     /// first group is copied through the WAL instead. Either way, waiting
-    /// pays once some table has more than [`SMALL_TXN_ROWS`] rows, and only
+    /// pays once some table has more than a quarter of a group, and only
     /// while the uncompressed data needed to fill every table's open group is
     /// projected to stay within `budget` bytes (otherwise the byte limit
     /// would force the commit before the groups fill anyway).
@@ -310,6 +309,7 @@ impl<'s> Sink<'s> {
                 .iter()
                 .map(|t| (t.txn_rows, t.open_group_bytes)),
             budget,
+            self.group_rows,
         )
     }
 
@@ -510,14 +510,16 @@ fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
 }
 
 /// [`Sink::worth_waiting`] over (rows in the transaction, bytes of the open
-/// row group) per table.
-fn waiting_pays(tables: impl Iterator<Item = (u64, u64)>, budget: u64) -> bool {
+/// row group) per table, with groups of `group` rows. Below a quarter of a
+/// group, copying a table's rows through the WAL at a commit costs little.
+fn waiting_pays(tables: impl Iterator<Item = (u64, u64)>, budget: u64, group: u64) -> bool {
+    let small = group / 4;
     let mut busy = false;
     let mut projected = 0u64;
     for (rows, open_bytes) in tables {
-        busy |= rows >= SMALL_TXN_ROWS;
-        projected += if (SMALL_TXN_ROWS..ROW_GROUP_ROWS).contains(&rows) {
-            open_bytes / rows * ROW_GROUP_ROWS
+        busy |= rows >= small;
+        projected += if (small..group).contains(&rows) {
+            open_bytes / rows * group
         } else {
             open_bytes
         };
@@ -533,25 +535,43 @@ mod tests {
 
     #[test]
     fn waiting_pays_only_for_busy_tables_whose_groups_fit() {
-        let g = ROW_GROUP_ROWS;
-        // Nothing busy: commit now, the rows are few.
+        use crate::database::{DUCKDB_ROW_GROUP_ROWS, SMALL_ROW_GROUP_ROWS};
+        for g in [SMALL_ROW_GROUP_ROWS, DUCKDB_ROW_GROUP_ROWS] {
+            // Nothing busy: commit now, the rows are few.
+            assert!(!waiting_pays(
+                [(g / 8, g / 8 * 300), (0, 0)].into_iter(),
+                128 * MIB,
+                g
+            ));
+            // Three tables half way into groups of 300-byte rows, each
+            // projected at a full group (4.7 or 35 MiB), fit the default
+            // budget.
+            let half = (g / 2, g / 2 * 300);
+            assert!(waiting_pays([half, half, half].into_iter(), 128 * MIB, g));
+            // Past its first group a table counts only its open group, and
+            // tiny side streams count as they are.
+            let past = (3 * g + 10, 10 * 300);
+            assert!(waiting_pays(
+                [past, (5, 1_500), (7, 2_100)].into_iter(),
+                MIB,
+                g
+            ));
+        }
+        // Twenty-one such tables fit with the small groups only, two hundred
+        // with neither.
+        let half = |g: u64| (g / 2, g / 2 * 300);
+        let g = SMALL_ROW_GROUP_ROWS;
+        assert!(waiting_pays(std::iter::repeat_n(half(g), 21), 128 * MIB, g));
         assert!(!waiting_pays(
-            [(1_000, 300_000), (0, 0)].into_iter(),
-            128 * MIB
+            std::iter::repeat_n(half(g), 200),
+            128 * MIB,
+            g
         ));
-        // Tables half way into groups of 300-byte rows: each is projected
-        // at a full group, 4.7 MiB. Twenty-one fit the default budget ...
-        let half = (g / 2, g / 2 * 300);
-        assert!(waiting_pays([half, half, half].into_iter(), 128 * MIB));
-        assert!(waiting_pays(std::iter::repeat_n(half, 21), 128 * MIB));
-        // ... two hundred cannot fill their groups within it.
-        assert!(!waiting_pays(std::iter::repeat_n(half, 200), 128 * MIB));
-        // Past its first group a table counts only its open group, and tiny
-        // side streams count as they are.
-        let past = (3 * g + 10, 10 * 300);
-        assert!(waiting_pays(
-            [past, (5, 1_500), (7, 2_100)].into_iter(),
-            MIB
+        let g = DUCKDB_ROW_GROUP_ROWS;
+        assert!(!waiting_pays(
+            std::iter::repeat_n(half(g), 21),
+            128 * MIB,
+            g
         ));
     }
 }
