@@ -30,7 +30,7 @@ use crate::raw::COLUMNS;
 use crate::typed::{self, Inline};
 
 /// Record bytes handed to the writer at a time.
-pub const CHUNK_BYTES: usize = 4 << 20;
+pub const CHUNK_BYTES: usize = 2 << 20;
 /// Record bytes of a stream after which its typed rows go from the
 /// appenders' buffers into the transaction: smaller than the raw side's,
 /// as the typed rows of a chunk are built while the next one waits.
@@ -39,8 +39,12 @@ const FLUSH_BYTES: u64 = 2 << 20;
 /// rows go into the transaction: with hundreds of streams, each below
 /// [`FLUSH_BYTES`], the appenders' buffers would otherwise add up.
 const FLUSH_ALL_BYTES: u64 = 16 << 20;
-/// Chunks on their way to the writer (memory: about twice [`CHUNK_BYTES`]).
-const CHUNKS_IN_FLIGHT: usize = 2;
+/// Chunks on their way to the writer (memory: 16 MiB). Three busy threads
+/// share two cores; more, smaller chunks in the queue keep the appending
+/// thread from stalling whenever the typed thread falls behind for a moment
+/// (1M records, 3 streams: 3.43–3.52 s with two 4 MiB chunks, 3.06–3.27 s
+/// with eight of 2 MiB, at the same peak RSS).
+const CHUNKS_IN_FLIGHT: usize = 8;
 
 struct Rec {
     stream: usize,
