@@ -22,8 +22,9 @@ use crate::names::{literal, qualified, qualified_schema};
 use crate::raw::{self, COLUMNS};
 
 /// Appended bytes after which an appender hands its rows to the transaction,
-/// so that DuckDB's appender buffer stays small.
-const APPENDER_FLUSH_BYTES: u64 = 8 << 20;
+/// so that DuckDB's appender buffer stays small (1M records, 3 streams: peak
+/// RSS 207–212 MB at 4 MiB against 216–221 MB at 8 MiB, same speed).
+const APPENDER_FLUSH_BYTES: u64 = 4 << 20;
 
 /// Appended bytes of all tables together after which every appender hands
 /// its rows to the transaction.
