@@ -209,6 +209,21 @@ fn a_truncated_line_after_a_committed_state_fails_and_keeps_committed_rows() {
     assert_eq!(h.count("main._airbyte_raw_s"), 2);
 }
 
+/// Runs `script` under Python with DuckDB 1.4.3 (an independent, older
+/// reader) and returns its trimmed stdout; fails the test if the script does.
+fn duckdb_1_4(script: &str) -> String {
+    let out = std::process::Command::new(python_with_duckdb("1.4.3"))
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 #[test]
 fn new_files_open_in_duckdb_1_4() {
     let h = Harness::new();
@@ -221,25 +236,12 @@ fn new_files_open_in_duckdb_1_4() {
         .as_bytes(),
     )
     .assert_ok();
-    let python = python_with_duckdb("1.4.3");
     let script = format!(
         "import duckdb; c = duckdb.connect({:?}, read_only=True); \
          print(c.sql(\"SELECT _airbyte_data, epoch_ms(_airbyte_emitted_at) FROM main._airbyte_raw_s\").fetchall())",
         h.db_path().to_str().unwrap()
     );
-    let out = std::process::Command::new(python)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
-        r#"[('{"k":"v"}', 1700000000123)]"#
-    );
+    assert_eq!(duckdb_1_4(&script), r#"[('{"k":"v"}', 1700000000123)]"#);
 }
 
 /// A sync of few streams attaches with a `ROW_GROUP_SIZE` of 16,384 rows, so
@@ -263,7 +265,6 @@ fn row_groups_follow_the_catalog_size_and_duckdb_1_4_reads_them() {
             .collect();
         input.push(global_state(1));
         h.write(input.join("\n").as_bytes()).assert_ok();
-        let python = python_with_duckdb("1.4.3");
         let script = format!(
             "import duckdb; c = duckdb.connect({:?}, read_only=True)\n\
              for t in ('_airbyte_raw_s0', 's0'):\n\
@@ -271,17 +272,8 @@ fn row_groups_follow_the_catalog_size_and_duckdb_1_4_reads_them() {
              \x20   print(t, c.sql(f'SELECT count(*) FROM main.{{t}}').fetchone()[0], groups)",
             h.db_path().to_str().unwrap()
         );
-        let out = std::process::Command::new(python)
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert_eq!(
-            String::from_utf8(out.stdout).unwrap().trim(),
+            duckdb_1_4(&script),
             format!("_airbyte_raw_s0 40000 {groups}\ns0 40000 {groups}"),
             "{streams} streams"
         );
