@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::Scope;
 
 use anyhow::{anyhow, Context, Result};
@@ -39,12 +39,62 @@ const FLUSH_BYTES: u64 = 2 << 20;
 /// rows go into the transaction: with hundreds of streams, each below
 /// [`FLUSH_BYTES`], the appenders' buffers would otherwise add up.
 const FLUSH_ALL_BYTES: u64 = 16 << 20;
-/// Chunks on their way to the writer (memory: 16 MiB). Three busy threads
-/// share two cores; more, smaller chunks in the queue keep the appending
-/// thread from stalling whenever the typed thread falls behind for a moment
-/// (1M records, 3 streams: 3.43–3.52 s with two 4 MiB chunks, 3.06–3.27 s
-/// with eight of 2 MiB, at the same peak RSS).
+/// Chunks on their way to the writer. Three busy threads share two cores;
+/// more, smaller chunks in the queue keep the appending thread from stalling
+/// whenever the typed thread falls behind for a moment (1M records, 3
+/// streams: 3.43–3.52 s with two 4 MiB chunks, 3.06–3.27 s with eight of
+/// 2 MiB, at the same peak RSS).
 const CHUNKS_IN_FLIGHT: usize = 8;
+/// Record bytes queued for the writer at most (see [`Queued`]): a chunk
+/// holds at least one record, so a count of chunks alone would let records
+/// larger than [`CHUNK_BYTES`] pile up eight deep.
+const QUEUED_BYTES: usize = CHUNK_BYTES * CHUNKS_IN_FLIGHT;
+
+/// The record bytes of the chunks handed to the writer and not yet typed.
+/// The sink waits before handing over a chunk that would take them past
+/// [`QUEUED_BYTES`], unless nothing is queued (so one record larger than
+/// that still goes through) or the writer has stopped (its send then fails).
+#[derive(Default)]
+struct Queued {
+    /// (bytes queued, writer stopped)
+    state: Mutex<(usize, bool)>,
+    freed: Condvar,
+}
+
+impl Queued {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        // A panic while holding this lock leaves a plain pair of numbers.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reserve(&self, bytes: usize) {
+        let mut state = self.lock();
+        while !state.1 && state.0 > 0 && state.0 + bytes > QUEUED_BYTES {
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.0 += bytes;
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut state = self.lock();
+        state.0 = state.0.saturating_sub(bytes);
+        self.freed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.lock().1 = true;
+        self.freed.notify_all();
+    }
+}
+
+/// Marks the writer stopped however its thread ends, panics included.
+struct StopOnDrop(Arc<Queued>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
 
 struct Rec {
     stream: usize,
@@ -74,6 +124,7 @@ pub struct TypedWriter {
     chunk: Chunk,
     /// Which streams are written this way.
     inline: Vec<bool>,
+    queued: Arc<Queued>,
 }
 
 impl TypedWriter {
@@ -90,15 +141,18 @@ impl TypedWriter {
         let inline = specs.iter().map(Option::is_some).collect();
         let specs = specs.to_vec();
         let catalog = Arc::clone(catalog);
+        let queued = Arc::new(Queued::default());
+        let worker_queued = Arc::clone(&queued);
         std::thread::Builder::new()
             .name("typed".into())
             .spawn_scoped(scope, move || {
+                let _stop = StopOnDrop(Arc::clone(&worker_queued));
                 // A panic here (a bug) must end the sync with an error, not
                 // take the process down when the scope joins: the sink sees
                 // the writer gone and fails the commit plainly.
                 let run = std::panic::AssertUnwindSafe(|| {
                     let mut worker = Worker::new(&connection, specs, &catalog);
-                    worker.run(&rx, &done_tx);
+                    worker.run(&rx, &done_tx, &worker_queued);
                 });
                 if std::panic::catch_unwind(run).is_err() {
                     tracing::error!("the typed-row writer stopped on a bug (a panic)");
@@ -110,6 +164,7 @@ impl TypedWriter {
             done,
             chunk: Chunk::default(),
             inline,
+            queued,
         })
     }
 
@@ -155,6 +210,7 @@ impl TypedWriter {
             return Ok(());
         }
         let chunk = std::mem::take(&mut self.chunk);
+        self.queued.reserve(chunk.bytes.len());
         self.send(Work::Records(chunk))
     }
 
@@ -226,7 +282,7 @@ impl<'s> Worker<'s> {
         }
     }
 
-    fn run(&mut self, rx: &Receiver<Work>, done: &SyncSender<Result<()>>) {
+    fn run(&mut self, rx: &Receiver<Work>, done: &SyncSender<Result<()>>, queued: &Queued) {
         // The first failure since the last commit; reported at the next one.
         let mut failed: Option<anyhow::Error> = None;
         for work in rx {
@@ -235,6 +291,7 @@ impl<'s> Worker<'s> {
                     if failed.is_none() {
                         failed = self.records(&chunk).err();
                     }
+                    queued.release(chunk.bytes.len());
                     continue;
                 }
                 Work::Commit(rows) => {
@@ -496,4 +553,49 @@ fn nulled_meta(r: &TypedInput<'_>, spec: &Inline, nulled: &[usize]) -> Option<St
         ));
     }
     Some(format!("{}[{}]}}", r.meta_prefix, members.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Reserves `bytes` on another thread; returns whether it got through
+    /// within `wait`.
+    fn reserved_within(q: &Arc<Queued>, bytes: usize, wait: Duration) -> bool {
+        let (tx, rx) = mpsc::channel();
+        let q = Arc::clone(q);
+        std::thread::spawn(move || {
+            q.reserve(bytes);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(wait).is_ok()
+    }
+
+    #[test]
+    fn queued_bytes_are_bounded_but_one_large_record_always_passes() {
+        let short = Duration::from_millis(100);
+        let q = Arc::new(Queued::default());
+        // Nothing queued: even a chunk far over the bound goes through.
+        assert!(reserved_within(&q, 10 * QUEUED_BYTES, short));
+        // Now nothing more fits until that chunk is typed.
+        assert!(!reserved_within(&q, 1, short));
+        q.release(10 * QUEUED_BYTES);
+        // The waiting reservation got through: 1 byte is queued, and a
+        // chunk that would pass the bound waits for it.
+        std::thread::sleep(short);
+        assert!(!reserved_within(&q, QUEUED_BYTES, short));
+        // A writer that stops lets every waiting sender through (its send
+        // then fails).
+        q.stop();
+        assert!(reserved_within(&q, 10 * QUEUED_BYTES, short));
+    }
+
+    #[test]
+    fn chunks_within_the_bound_never_wait() {
+        let q = Arc::new(Queued::default());
+        for _ in 0..CHUNKS_IN_FLIGHT {
+            assert!(reserved_within(&q, CHUNK_BYTES, Duration::from_secs(5)));
+        }
+    }
 }
