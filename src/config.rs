@@ -18,8 +18,9 @@ use crate::names;
 /// by the 1.4 LTS line most tools ship).
 pub const DEFAULT_STORAGE_VERSION: &str = "v1.0.0";
 /// Uncompressed record data the open transaction may hold in memory before
-/// a commit is forced: room for three streams of 300-byte records to fill a
-/// DuckDB row group each (see `Sink::worth_waiting`).
+/// a commit is forced: room for 27 streams of 300-byte records to fill a
+/// 16,384-row group each, or three to fill one of DuckDB's 122,880 (see
+/// `database::row_group_rows` and `Sink::worth_waiting`).
 pub const DEFAULT_BATCH_MIB: u64 = 128;
 pub const MAX_BATCH_MIB: u64 = 1024;
 pub const MAX_THREADS: u64 = 256;

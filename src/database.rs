@@ -3,8 +3,8 @@
 //!
 //! The file is ATTACHed to an in-memory DuckDB instance under the name
 //! [`CATALOG`]: ATTACH is where DuckDB takes a `STORAGE_VERSION`, which a new
-//! file needs so that DuckDB 1.x readers can open it. An existing file keeps
-//! its own format.
+//! file needs so that DuckDB 1.x readers can open it (an existing file keeps
+//! its own format), and the session's `ROW_GROUP_SIZE` ([`row_group_rows`]).
 //!
 //! Only a DuckDB database file is ever written. DuckDB opens other files
 //! too (a CSV or Parquet file becomes a temporary, in-memory database whose
@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::{Config, Target};
+use crate::config::{Config, Target, DEFAULT_BATCH_MIB};
 use crate::duck::{names_storage_full, DuckError, Session};
 use crate::error::Failure;
 use crate::names::literal;
@@ -55,8 +55,9 @@ pub const SMALL_ROW_GROUP_ROWS: u64 = 16_384;
 const PLANNED_RECORD_BYTES: u64 = 300;
 
 /// Rows per DuckDB row group in the tables of a sync of `streams` streams,
-/// set as `ROW_GROUP_SIZE` at `ATTACH` (any size up to DuckDB's own keeps the
-/// file readable by DuckDB 1.0).
+/// set as `ROW_GROUP_SIZE` at `ATTACH`. The size is not stored in the file,
+/// and DuckDB versions before 1.2 read any group up to their own 122,880
+/// (tested with DuckDB 1.4.3).
 ///
 /// A commit that brings a table at least one full group goes straight into
 /// the file; a smaller one is copied through the WAL and compressed again by
@@ -64,15 +65,19 @@ const PLANNED_RECORD_BYTES: u64 = 300;
 /// while all of them fit in `batch_bytes`. So groups of 16,384 rows are used
 /// when every stream of the catalog could fill one at once within the limit
 /// (up to 27 streams of 300-byte records at the default 128 MiB): then 21
-/// interleaved streams commit whole groups (1M records: 3.8 → 2.9 s) and a
-/// 100k-record sync skips the WAL (0.45 → 0.30 s), for files 4–6% larger.
-/// Larger catalogs keep DuckDB's 122,880: with 200 streams, whose rows go
-/// through the WAL either way, the smaller groups made a 10M-record sync
-/// 21% slower and its file 25% larger (measured: bench/README.md).
+/// interleaved streams commit whole groups (1M records: 3.8 → 2.9 s) and
+/// 100k records in 3 streams skip the WAL (0.45 → 0.30 s), for files 4–6%
+/// larger. Larger catalogs keep DuckDB's 122,880: with 200 streams, whose
+/// rows go through the WAL either way, the smaller groups made a 10M-record
+/// sync 21–24% slower and its file 25–35% larger (measured:
+/// bench/README.md).
 pub fn row_group_rows(streams: usize, batch_bytes: u64) -> u64 {
     let fill_all =
         (streams.max(1) as u64).saturating_mul(SMALL_ROW_GROUP_ROWS * PLANNED_RECORD_BYTES);
-    if fill_all <= batch_bytes {
+    // Not past the default limit: a larger `batch_size_mb` would let many
+    // streams wait up to 10 s for groups that slow streams never fill,
+    // which was not measured to pay.
+    if fill_all <= batch_bytes.min(DEFAULT_BATCH_MIB << 20) {
         SMALL_ROW_GROUP_ROWS
     } else {
         DUCKDB_ROW_GROUP_ROWS
@@ -330,7 +335,8 @@ fn open_motherduck(path: &str, token: Option<&str>) -> Result<Database> {
     Ok(Database {
         session,
         label: path.to_string(),
-        // MotherDuck's own; it only tunes when commits are taken.
+        // DuckDB's default, as nothing is set on MotherDuck; it only tunes
+        // when commits are taken.
         row_group_rows: DUCKDB_ROW_GROUP_ROWS,
     })
 }
@@ -364,7 +370,10 @@ mod tests {
         assert_eq!(row_group_rows(27, 128 * mib), SMALL_ROW_GROUP_ROWS);
         assert_eq!(row_group_rows(28, 128 * mib), DUCKDB_ROW_GROUP_ROWS);
         assert_eq!(row_group_rows(200, 128 * mib), DUCKDB_ROW_GROUP_ROWS);
-        assert_eq!(row_group_rows(200, 1024 * mib), SMALL_ROW_GROUP_ROWS);
+        assert_eq!(row_group_rows(27, 1024 * mib), SMALL_ROW_GROUP_ROWS);
+        assert_eq!(row_group_rows(200, 1024 * mib), DUCKDB_ROW_GROUP_ROWS);
+        assert_eq!(row_group_rows(3, 16 * mib), SMALL_ROW_GROUP_ROWS);
+        assert_eq!(row_group_rows(4, 16 * mib), DUCKDB_ROW_GROUP_ROWS);
         assert_eq!(
             row_group_rows(usize::MAX, 1024 * mib),
             DUCKDB_ROW_GROUP_ROWS

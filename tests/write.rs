@@ -251,12 +251,18 @@ fn new_files_open_in_duckdb_1_4() {
 /// both, raw and typed tables.
 #[test]
 fn row_groups_follow_the_catalog_size_and_duckdb_1_4_reads_them() {
-    for (streams, groups) in [(1, 3), (40, 1)] {
-        let h = Harness::new();
-        h.write_config(serde_json::json!({
-            "destination_path": h.db_path().to_str().unwrap(),
-            "typed_output": "tables",
-        }));
+    // (streams in the catalog, row groups per table) after each sync of
+    // 40,000 records of stream s0 into the same file: a new file with groups
+    // of 16,384 rows (3); the existing file with DuckDB's 122,880, where the
+    // checkpoint merges all 80,000 rows into one group; then 16,384 again,
+    // three groups more (4).
+    let syncs = [(1, 3), (40, 1), (1, 4)];
+    let h = Harness::new();
+    h.write_config(serde_json::json!({
+        "destination_path": h.db_path().to_str().unwrap(),
+        "typed_output": "tables",
+    }));
+    for (sync, (streams, groups)) in syncs.into_iter().enumerate() {
         let names: Vec<String> = (0..streams).map(|i| format!("s{i}")).collect();
         let named: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
         h.write_catalog(&catalog_of(&named, "append"));
@@ -272,10 +278,11 @@ fn row_groups_follow_the_catalog_size_and_duckdb_1_4_reads_them() {
              \x20   print(t, c.sql(f'SELECT count(*) FROM main.{{t}}').fetchone()[0], groups)",
             h.db_path().to_str().unwrap()
         );
+        let rows = 40_000 * (sync + 1);
         assert_eq!(
             duckdb_1_4(&script),
-            format!("_airbyte_raw_s0 40000 {groups}\ns0 40000 {groups}"),
-            "{streams} streams"
+            format!("_airbyte_raw_s0 {rows} {groups}\ns0 {rows} {groups}"),
+            "sync {sync} with {streams} streams"
         );
     }
 }

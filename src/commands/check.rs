@@ -31,7 +31,8 @@ pub fn run<W: Write>(config_path: &Path, out: &mut Emitter<W>) -> Result<()> {
 }
 
 fn probe(config: &Config) -> Result<()> {
-    let db = database::open(config, 0)?;
+    // The probe writes one table of one row: any row group size does.
+    let db = database::open(config, 1)?;
     let label = db.label.clone();
     write_probe(config, db).map_err(|e| database::storage_failure(e, &label))
 }

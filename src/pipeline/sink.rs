@@ -30,13 +30,6 @@ const APPENDER_FLUSH_BYTES: u64 = 4 << 20;
 /// its rows to the transaction.
 const ALL_FLUSH_BYTES: u64 = 16 << 20;
 
-// Inside one transaction DuckDB compresses and writes each table's row
-// group (`Database::row_group_rows`) to the file as soon as it is full; only
-// the open (partial) group is held in memory, uncompressed. A table that
-// receives at least one full group in a transaction is committed by linking
-// those groups in ("bulk append"); a smaller one is copied row by row into
-// the WAL and rewritten again by the next checkpoint.
-
 struct Target<'s> {
     /// Appends to the staging table while a truncate is in flight, to the
     /// live table otherwise. Created on first use.
@@ -122,7 +115,14 @@ pub struct Sink<'s> {
     typed_failed: bool,
     /// Appended bytes not yet handed to the transaction, all tables.
     unflushed_total: u64,
-    /// Rows per row group of the database's tables.
+    /// Rows per row group of the database's tables
+    /// (`Database::row_group_rows`). Inside one transaction DuckDB
+    /// compresses and writes each table's group to the file as soon as it is
+    /// full; only the open (partial) group is held in memory, uncompressed. A
+    /// table that receives at least one full group in a transaction is
+    /// committed by linking those groups in ("bulk append"); a smaller one is
+    /// copied row by row into the WAL and rewritten again by the next
+    /// checkpoint.
     group_rows: u64,
 }
 
