@@ -227,18 +227,15 @@ impl<'s> Sink<'s> {
             typed.add(stream, id, emitted_at_micros, data, changes)?;
         }
         target.unflushed_bytes += data.len() as u64;
+        self.unflushed_total += data.len() as u64;
         target.txn_rows += 1;
         target.open_group_bytes += data.len() as u64;
         if target.txn_rows.is_multiple_of(self.group_rows) {
             target.open_group_bytes = 0;
         }
         if target.unflushed_bytes >= APPENDER_FLUSH_BYTES {
-            self.unflushed_total = self
-                .unflushed_total
-                .saturating_sub(target.unflushed_bytes - data.len() as u64);
+            self.unflushed_total = self.unflushed_total.saturating_sub(target.unflushed_bytes);
             target.flush(s)?;
-        } else {
-            self.unflushed_total += data.len() as u64;
         }
         if self.unflushed_total >= ALL_FLUSH_BYTES {
             self.flush_appenders()?;

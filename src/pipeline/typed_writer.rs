@@ -26,7 +26,6 @@ use super::sink::MetaText;
 use crate::catalog::Catalog;
 use crate::database::CATALOG;
 use crate::duck::{Appender, Cell, Linked, Session, Transaction};
-use crate::raw::COLUMNS;
 use crate::typed::{self, Inline};
 
 /// Record bytes handed to the writer at a time.
@@ -475,11 +474,18 @@ impl<'s> TypedTarget<'s> {
                 let (schema, table) = &self.spec.pending;
                 let appender = match &mut self.pending {
                     Some(a) => a,
-                    empty => {
-                        let mut columns = COLUMNS.to_vec();
-                        columns.push("_airbyte_seq");
-                        empty.insert(Appender::open(session, CATALOG, schema, table, &columns)?)
-                    }
+                    empty => empty.insert(Appender::open(
+                        session,
+                        CATALOG,
+                        schema,
+                        table,
+                        &self
+                            .spec
+                            .pending_columns
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>(),
+                    )?),
                 };
                 appender.append_cells(&[
                     Cell::Text(r.id.into()),

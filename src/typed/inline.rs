@@ -38,8 +38,10 @@ pub struct Inline {
     /// metadata, the typed columns, and for a staging table
     /// `_airbyte_deleted` and `_airbyte_seq`.
     pub target_columns: Vec<String>,
-    /// (schema, table) of the pending table: raw columns and `_airbyte_seq`.
+    /// (schema, table) of the pending table.
     pub pending: (String, String),
+    /// Its columns: the raw columns and `_airbyte_seq`, the arrival order.
+    pub pending_columns: Vec<String>,
     pub dedup: bool,
     /// Types the pending rows into the target and empties the pending
     /// table.
@@ -93,14 +95,11 @@ pub fn eligible(s: &Stream, t: &Typed) -> bool {
 /// there (an overwrite replaces the raw rows without changing their count).
 pub fn release(session: &Session, s: &Stream, t: &mut Typed) -> Result<()> {
     if let Materialized::Table {
-        columns,
         watermark: Some((i64::MAX, _)),
+        ..
     } = &t.materialized
     {
-        t.materialized = Materialized::Table {
-            columns: columns.clone(),
-            watermark: None,
-        };
+        forget_coverage(t);
         record(session, s, t)?;
     }
     Ok(())
@@ -175,8 +174,9 @@ pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
     let out = q.output_columns();
     let mut target_columns: Vec<String> = META_COLUMNS.iter().map(|c| c.to_string()).collect();
     target_columns.extend(columns.iter().map(|c| c.name.clone()));
+    let mut pending_columns: Vec<String> = raw::COLUMNS.iter().map(|c| c.to_string()).collect();
+    pending_columns.push("_airbyte_seq".into());
     session.execute(&format!(
-        // The raw columns and the arrival order.
         "CREATE TABLE IF NOT EXISTS {p} ({}, _airbyte_seq BIGINT); DELETE FROM {p}",
         raw::create_columns(),
         p = internal::qualified(&pending)
@@ -232,6 +232,7 @@ pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
         target,
         target_columns,
         pending: (internal::SCHEMA.to_string(), pending),
+        pending_columns,
         dedup: s.dedup,
         convert,
         registry_row,
