@@ -35,6 +35,13 @@ pub const STREAM_TABLES: &str = "stream_tables";
 /// Each stream's typed relation, its columns and refresh watermark.
 pub const TYPED_RELATIONS: &str = "typed_relations";
 
+/// The macro of a typing rule (`typed::sql`'s `Rule`), fully qualified:
+/// `typed_<rule>`. Macros and tables are named apart in DuckDB, so these
+/// meet none of the tables here.
+pub fn typing_rule(rule: &str) -> String {
+    qualified(&format!("typed_{rule}"))
+}
+
 /// The table `check` creates and drops in its probe transaction, in the
 /// config's schema: its name is new each time, so it can meet nothing.
 pub fn probe_table() -> String {

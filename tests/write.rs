@@ -287,6 +287,103 @@ fn row_groups_follow_the_catalog_size_and_duckdb_1_4_reads_them() {
     }
 }
 
+/// Typed views call the typing rules, macros in `_airbyte_internal`. A
+/// client that attaches the file under a name of its own, with DuckDB 1.4,
+/// reads every view as DuckDB 2.0 does: every column type, a value that did
+/// not fit (the `_airbyte_meta` rule) and a dedup by an undeclared cursor
+/// (the JSON order rules).
+#[test]
+fn typed_views_read_the_same_in_duckdb_1_4_under_another_name() {
+    let props = json!({
+        "id": {"type": "integer"},
+        "b": {"type": "boolean"},
+        "n": {"type": "number"},
+        "d": {"type": "string", "format": "date"},
+        "ts": {"type": "string", "format": "date-time", "airbyte_type": "timestamp_without_timezone"},
+        "tz": {"type": "string", "format": "date-time", "airbyte_type": "timestamp_with_timezone"},
+        "t": {"type": "string", "format": "time", "airbyte_type": "time_without_timezone"},
+        "ttz": {"type": "string", "format": "time", "airbyte_type": "time_with_timezone"},
+        "s": {"type": "string"},
+        "o": {"type": "object"},
+        "a": {"type": "array"},
+    });
+    let stream = |name: &str, mode: &str| {
+        json!({
+            "stream": {"name": name, "json_schema": {"type": "object", "properties": props},
+                       "supported_sync_modes": ["incremental"]},
+            "sync_mode": "incremental", "destination_sync_mode": mode,
+            "primary_key": [["id"]], "cursor_field": ["c"],
+        })
+    };
+    let h = Harness::new();
+    h.write_catalog(
+        &json!({"streams": [stream("plain", "append"), stream("latest", "append_dedup")]}),
+    );
+    let datas = [
+        r#"{"id":1,"b":true,"n":1.5,"d":"2024-07-25","ts":"2024-07-25T10:30:00","tz":"2024-07-25T10:30:00+02:00","t":"10:30:00","ttz":"10:30:00+02:00","s":"é","o":{"k":1},"a":[1],"c":"2024-01-01T10:00:00+02:00"}"#,
+        r#"{"id":1,"b":"FALSE","n":"2.5","d":"x","ts":"2024-07-25 10:30","tz":"2024-07-25T10:30:00Z","t":"x","ttz":"10:30:00","s":5,"o":[1],"a":{},"c":"2024-01-01T09:00:00Z"}"#,
+        r#"{"id":"x","b":1,"n":true,"d":null,"ts":"x","tz":"x","t":null,"ttz":"x","s":null,"o":null,"a":null,"c":7}"#,
+        r#"{"id":2,"c":{"z":1}}"#,
+        r#"{"id":2,"c":10}"#,
+    ];
+    let mut input = Vec::new();
+    for (k, data) in datas.iter().enumerate() {
+        for name in ["plain", "latest"] {
+            input.push(record(name, 1_700_000_000_000 + k as i64, data));
+        }
+    }
+    input.push(global_state(1));
+    h.write(lines(&input).as_bytes()).assert_ok();
+
+    let query = |catalog: &str, name: &str| {
+        format!(
+            "SELECT COLUMNS(* EXCLUDE (_airbyte_ab_id))::VARCHAR FROM {catalog}main.{name} \
+             ORDER BY _airbyte_emitted_at, id"
+        )
+    };
+    for name in ["plain", "latest"] {
+        let ours = h.strings(&query("", name));
+        let script = format!(
+            "import duckdb, json\n\
+             c = duckdb.connect()\n\
+             c.execute(\"SET TimeZone = 'UTC'\")\n\
+             c.execute(\"ATTACH '{}' AS elsewhere (READ_ONLY)\")\n\
+             print(json.dumps(c.execute({:?}).fetchall()))",
+            h.db_path().to_str().unwrap(),
+            query("elsewhere.", name)
+        );
+        let theirs: Vec<Vec<Option<String>>> = serde_json::from_str(&duckdb_1_4(&script)).unwrap();
+        assert_eq!(
+            theirs, ours,
+            "stream {name}: DuckDB 1.4 reads the view otherwise"
+        );
+        // Dedup: keys 1, 2 and the NULL of `"x"`.
+        assert_eq!(ours.len(), if name == "plain" { 5 } else { 3 }, "{name}");
+    }
+    // The rules ran: typed values, a value that did not fit, the latest rows.
+    let plain = h.strings("SELECT tz::VARCHAR, json_array_length(_airbyte_meta -> '$.changes')::VARCHAR FROM main.plain ORDER BY _airbyte_emitted_at");
+    assert_eq!(
+        plain[0],
+        [Some("2024-07-25 08:30:00+00".into()), Some("0".into())]
+    );
+    assert_eq!(
+        plain[2][1].as_deref(),
+        Some("6"),
+        "id, b, n, ts, tz and ttz: {plain:?}"
+    );
+    let latest = h.strings("SELECT id::VARCHAR, s FROM main.latest ORDER BY id");
+    // Key 1: 09:00Z beats 10:00+02:00 (08:00Z); key 2: an object beats a
+    // number; the number 5 in a string column is its JSON text.
+    assert_eq!(
+        latest,
+        [
+            [Some("1".into()), Some("5".into())],
+            [Some("2".into()), None],
+            [None, None]
+        ]
+    );
+}
+
 #[test]
 fn official_connector_tables_are_adopted() {
     let h = Harness::new();

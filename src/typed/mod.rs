@@ -168,6 +168,13 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
     let mut out: Vec<Option<Typed>> = vec![None; streams.len()];
     // One transaction for all streams: one commit, however many there are.
     in_transaction(session, || {
+        if mode != TypedOutput::Off {
+            // Every typed relation and statement calls the typing rules
+            // (the schema is made with the registry, in `survey`).
+            session
+                .execute(&sql::create_rules())
+                .context("creating the typing rules")?;
+        }
         for i in order {
             let s = &streams[i];
             let key = (stream_key(&s.namespace, &s.name), s.schema.to_lowercase());

@@ -8,6 +8,7 @@
 
 use super::types::{ColType, Column, META_COLUMNS};
 use crate::catalog::Stream;
+use crate::internal;
 use crate::names::{literal, qualified, quote};
 
 use super::fast::CDC_DELETED_AT;
@@ -20,6 +21,181 @@ fn pointer(path: &[String]) -> String {
         p.push_str(&part.replace('~', "~0").replace('/', "~1"));
     }
     literal(&p)
+}
+
+/// A typing rule that the SQL calls by name: a DuckDB macro in the
+/// internal schema, made by [`create_rules`] before any typed SQL runs.
+///
+/// Written out, the rules made every view about 10 KB of SQL, which DuckDB
+/// keeps and stores as a tree of about 70 KB, and writes again with the
+/// whole catalog at every checkpoint: 200 views added 15 MB to each one.
+/// Called by name, a view holds the calls only. A macro is expanded where
+/// it is called, so what a query computes is the same. Inside a view the
+/// call names the schema only: DuckDB binds it in the view's own catalog,
+/// as it does the raw table, whatever name a client attaches the file by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rule {
+    Boolean,
+    Bigint,
+    Double,
+    Date,
+    Timestamp,
+    Timestamptz,
+    Time,
+    Timetz,
+    /// A value present, not null, that did not fit its column.
+    Failed,
+    /// `_airbyte_meta` with the NULLED changes of a list of properties.
+    Meta,
+    InstantNumber,
+    OrderRank,
+    OrderNumber,
+    OrderExact,
+    OrderText,
+}
+
+impl Rule {
+    const ALL: [Rule; 15] = [
+        Rule::Boolean,
+        Rule::Bigint,
+        Rule::Double,
+        Rule::Date,
+        Rule::Timestamp,
+        Rule::Timestamptz,
+        Rule::Time,
+        Rule::Timetz,
+        Rule::Failed,
+        Rule::Meta,
+        Rule::InstantNumber,
+        Rule::OrderRank,
+        Rule::OrderNumber,
+        Rule::OrderExact,
+        Rule::OrderText,
+    ];
+
+    /// The rule that types a column of `ty`, unless it is short enough to
+    /// write out.
+    fn casting(ty: ColType) -> Option<Rule> {
+        Some(match ty {
+            ColType::Boolean => Rule::Boolean,
+            ColType::Bigint => Rule::Bigint,
+            ColType::Double => Rule::Double,
+            ColType::Date => Rule::Date,
+            ColType::Timestamp => Rule::Timestamp,
+            ColType::Timestamptz => Rule::Timestamptz,
+            ColType::Time => Rule::Time,
+            ColType::Timetz => Rule::Timetz,
+            ColType::Varchar | ColType::Json | ColType::JsonObject | ColType::JsonArray => {
+                return None
+            }
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Rule::Boolean => "boolean",
+            Rule::Bigint => "bigint",
+            Rule::Double => "double",
+            Rule::Date => "date",
+            Rule::Timestamp => "timestamp",
+            Rule::Timestamptz => "timestamptz",
+            Rule::Time => "time",
+            Rule::Timetz => "timetz",
+            Rule::Failed => "failed",
+            Rule::Meta => "meta",
+            Rule::InstantNumber => "instant_number",
+            Rule::OrderRank => "order_rank",
+            Rule::OrderNumber => "order_number",
+            Rule::OrderExact => "order_exact",
+            Rule::OrderText => "order_text",
+        }
+    }
+
+    /// The macro's parameters, and its body over them.
+    fn definition(self) -> (&'static [&'static str], String) {
+        const TS: &[&str] = &["t", "s"];
+        match self {
+            Rule::Boolean
+            | Rule::Bigint
+            | Rule::Double
+            | Rule::Date
+            | Rule::Timestamp
+            | Rule::Timestamptz
+            | Rule::Time
+            | Rule::Timetz => {
+                let ty = ColType::ALL
+                    .into_iter()
+                    .find(|&ty| Rule::casting(ty) == Some(self))
+                    .expect("every casting rule has its type");
+                // The value itself is only read by the written-out rules.
+                (TS, cast_body("NULL", "t", "s", ty))
+            }
+            Rule::Failed => (
+                &["t", "typed"],
+                "(t <> 'NULL' AND typed IS NULL) IS TRUE".to_string(),
+            ),
+            Rule::Meta => (&["meta", "nulled"], meta_body("meta", "nulled")),
+            Rule::InstantNumber => (&["i"], instant_number("i")),
+            Rule::OrderRank | Rule::OrderNumber | Rule::OrderExact | Rule::OrderText => {
+                let [rank, number, exact, text] = json_order_body("v");
+                let body = match self {
+                    Rule::OrderRank => rank,
+                    Rule::OrderNumber => number,
+                    Rule::OrderExact => exact,
+                    _ => text,
+                };
+                (&["v"], body)
+            }
+        }
+    }
+}
+
+/// A call of `rule` on `args` (SQL expressions).
+fn call(rule: Rule, args: &[&str]) -> String {
+    format!(
+        "{}({})",
+        internal::typing_rule(rule.name()),
+        args.join(", ")
+    )
+}
+
+/// The statements that (re)make every [`Rule`]'s macro, as this version
+/// writes it: run before any typed SQL (see `typed::prepare`).
+pub(super) fn create_rules() -> String {
+    Rule::ALL
+        .iter()
+        .map(|&rule| {
+            let (params, body) = rule.definition();
+            format!(
+                "CREATE OR REPLACE MACRO {}({}) AS ({body});\n",
+                internal::typing_rule(rule.name()),
+                params.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// `meta` (a record's `_airbyte_meta`) with a NULLED change for each
+/// property named in `nulled` (a list, NULL where the value fit), after
+/// the changes the source recorded.
+fn meta_body(meta: &str, nulled: &str) -> String {
+    let names = format!("list_filter({nulled}, lambda x: x IS NOT NULL)");
+    let new = format!(
+        "to_json(list_transform({names}, lambda x: {{'field': x, 'change': 'NULLED', \
+         'reason': 'DESTINATION_TYPECAST_ERROR'}}))::VARCHAR"
+    );
+    // The recorded changes (if an array) followed by the new ones. (In a
+    // macro DuckDB reads `->` as a lambda, hence `json_extract`.)
+    let old = format!(
+        "coalesce(CASE WHEN json_type(json_extract({meta}, '$.changes')) = 'ARRAY' \
+         THEN json_extract({meta}, '$.changes')::VARCHAR END, '[]')"
+    );
+    format!(
+        "CASE WHEN len({names}) > 0 THEN json_merge_patch(coalesce({meta}, '{{}}'), \
+         json_object('changes', (CASE WHEN {old} = '[]' THEN {new} \
+         ELSE substr({old}, 1, length({old}) - 1) || ',' || substr({new}, 2) END)::JSON)) \
+         ELSE {meta} END"
+    )
 }
 
 /// A stream's typed relation, as SQL.
@@ -217,10 +393,8 @@ impl<'a> Query<'a> {
     fn cast_errors(&self, l2: &str) -> String {
         let mut l2b = vec!["*".to_string()];
         for (i, c) in self.columns.iter().enumerate() {
-            l2b.push(format!(
-                "(_airbyte_t{i} <> 'NULL' AND {} IS NULL) IS TRUE AS _airbyte_e{i}",
-                quote(&c.name)
-            ));
+            let failed = call(Rule::Failed, &[&format!("_airbyte_t{i}"), &quote(&c.name)]);
+            l2b.push(format!("{failed} AS _airbyte_e{i}"));
         }
         format!("SELECT {} FROM ({l2})", l2b.join(", "))
     }
@@ -253,39 +427,20 @@ impl<'a> Query<'a> {
     }
 
     /// `_airbyte_meta` with a NULLED change per value that did not fit,
-    /// after the changes the source recorded.
+    /// after the changes the source recorded (see [`meta_body`]).
     fn meta(&self) -> String {
-        let errors: Vec<String> = self
+        if self.columns.is_empty() {
+            return "_airbyte_meta".to_string();
+        }
+        let nulled: Vec<String> = self
             .columns
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                format!(
-                    "CASE WHEN _airbyte_e{i} THEN {{'field': {}, 'change': 'NULLED', \
-                     'reason': 'DESTINATION_TYPECAST_ERROR'}} END",
-                    literal(&c.property)
-                )
-            })
+            .map(|(i, c)| format!("CASE WHEN _airbyte_e{i} THEN {} END", literal(&c.property)))
             .collect();
-        if errors.is_empty() {
-            return "_airbyte_meta".to_string();
-        }
-        let new = format!(
-            "to_json(list_filter([{}], lambda x: x IS NOT NULL))::VARCHAR",
-            errors.join(", ")
-        );
-        let any = (0..self.columns.len())
-            .map(|i| format!("_airbyte_e{i}"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        // The recorded changes (if an array) followed by the new ones.
-        let old = "coalesce(CASE WHEN json_type(_airbyte_meta -> '$.changes') = 'ARRAY' \
-                   THEN (_airbyte_meta -> '$.changes')::VARCHAR END, '[]')";
-        format!(
-            "CASE WHEN {any} THEN json_merge_patch(coalesce(_airbyte_meta, '{{}}'), \
-             json_object('changes', (CASE WHEN {old} = '[]' THEN {new} \
-             ELSE substr({old}, 1, length({old}) - 1) || ',' || substr({new}, 2) END)::JSON)) \
-             ELSE _airbyte_meta END"
+        call(
+            Rule::Meta,
+            &["_airbyte_meta", &format!("[{}]", nulled.join(", "))],
         )
     }
 
@@ -388,10 +543,10 @@ fn cursor_order(k: &KeyExpr) -> [String; 4] {
                 ColType::Boolean => known(1, format!("{c}::INTEGER"), null(), null()),
                 ColType::Bigint => known(2, c.clone(), c.clone(), null()),
                 ColType::Double => known(2, c.clone(), null(), null()),
-                ColType::Timestamptz => known(3, instant_number(&c), null(), null()),
+                ColType::Timestamptz => known(3, call(Rule::InstantNumber, &[&c]), null(), null()),
                 ColType::Date | ColType::Timestamp => known(
                     3,
-                    instant_number(&format!("{c}::TIMESTAMP")),
+                    call(Rule::InstantNumber, &[&format!("{c}::TIMESTAMP")]),
                     null(),
                     null(),
                 ),
@@ -424,8 +579,22 @@ fn instant_number(i: &str) -> String {
 /// other strings (4, by text) below objects and arrays (5, by text). JSON
 /// null and a missing value have no rank and lose to any value.
 fn json_order(v: &str) -> [String; 4] {
+    [
+        call(Rule::OrderRank, &[v]),
+        call(Rule::OrderNumber, &[v]),
+        call(Rule::OrderExact, &[v]),
+        call(Rule::OrderText, &[v]),
+    ]
+}
+
+/// The four parts of [`json_order`] as SQL over `v`.
+fn json_order_body(v: &str) -> [String; 4] {
     let t = format!("json_type({v})");
     let s = format!("({v} ->> '$')");
+    // Written out, not called: DuckDB 2.0 stored a macro's call of another
+    // macro with the catalog it was made in
+    // (`destination._airbyte_internal.typed_instant`), which does not bind
+    // when a client opens the file under another name.
     let instant = instant(&s);
     let integer = format!("{t} IN ('BIGINT', 'UBIGINT', 'HUGEINT')");
     [
@@ -500,16 +669,26 @@ fn time_text(s: &str) -> String {
 
 /// The SQL that types property `i` (its JSON value `_airbyte_v<i>`, text
 /// `_airbyte_s<i>` and JSON type `_airbyte_t<i>`, all NULL when the property
-/// is missing) as `ty`; NULL where the value does not fit.
+/// is missing) as `ty`; NULL where the value does not fit. The short rules
+/// are written out; the others are called by name (see [`Rule`]).
 fn cast(i: usize, ty: ColType) -> String {
     let v = format!("_airbyte_v{i}");
     let t = format!("_airbyte_t{i}");
     let s = format!("_airbyte_s{i}");
+    match Rule::casting(ty) {
+        Some(rule) => call(rule, &[&t, &s]),
+        None => cast_body(&v, &t, &s, ty),
+    }
+}
+
+/// [`cast`] written out over the value `v`, its text `s` and its JSON type
+/// `t`.
+fn cast_body(v: &str, t: &str, s: &str, ty: ColType) -> String {
     let json_number = format!("{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')");
     // Numeric text: DuckDB's casts also take digit separators (`1_000`),
     // which no JSON source means as a number.
     let numeric_text = format!("{t} = 'VARCHAR' AND NOT contains({s}, '_')");
-    let n = time_text(&s);
+    let n = time_text(s);
     let offset = TIME_OFFSET;
     let is_string = format!("{t} = 'VARCHAR'");
     match ty {
@@ -540,7 +719,7 @@ fn cast(i: usize, ty: ColType) -> String {
         }
         // Text without an offset is UTC, whatever the reading session's
         // time zone: the offset is added before the cast.
-        ColType::Timestamptz => format!("CASE WHEN {is_string} THEN {} END", instant(&s)),
+        ColType::Timestamptz => format!("CASE WHEN {is_string} THEN {} END", instant(s)),
         ColType::Time => format!("CASE WHEN {is_string} THEN TRY_CAST({n} AS TIME) END"),
         ColType::Timetz => format!(
             "CASE WHEN {is_string} THEN CASE WHEN regexp_matches({n}, '{offset}') \
@@ -556,6 +735,25 @@ fn cast(i: usize, ty: ColType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// DuckDB 2.0 stores a macro's call of another macro with the catalog
+    /// it was made in, which no longer binds under another name: no rule
+    /// calls one. And every rule a cast calls is made.
+    #[test]
+    fn rules_call_no_rule_and_every_rule_is_made() {
+        for rule in Rule::ALL {
+            let (_, body) = rule.definition();
+            assert!(!body.contains(crate::names::INTERNAL_SCHEMA), "{rule:?}");
+        }
+        let made = create_rules();
+        for ty in ColType::ALL {
+            if let Some(rule) = Rule::casting(ty) {
+                assert!(Rule::ALL.contains(&rule));
+                let name = internal::typing_rule(rule.name());
+                assert!(made.contains(&format!("MACRO {name}(")), "{ty:?}");
+            }
+        }
+    }
 
     #[test]
     fn pointers_escape() {

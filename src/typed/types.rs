@@ -36,7 +36,7 @@ pub enum ColType {
 }
 
 impl ColType {
-    const ALL: [ColType; 12] = [
+    pub(crate) const ALL: [ColType; 12] = [
         ColType::Varchar,
         ColType::Boolean,
         ColType::Bigint,
