@@ -384,6 +384,56 @@ fn typed_views_read_the_same_in_duckdb_1_4_under_another_name() {
     );
 }
 
+/// A first sync of a large catalog records every stream's view in batches
+/// (250 streams: three); a later sync with the same catalog recreates
+/// none, and `off` then drops them all, leaving the typing rules, which
+/// views of other streams may call.
+#[test]
+fn a_large_catalog_records_every_view_once_and_off_drops_them() {
+    let names: Vec<String> = (0..250).map(|i| format!("s{i:03}")).collect();
+    let named: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+    let h = Harness::new();
+    h.write_catalog(&catalog_of(&named, "append"));
+    let input = lines(&[
+        record("s007", 1_700_000_000_000, r#"{"k":"v"}"#),
+        global_state(1),
+    ]);
+    let created = |run: &crate::util::Run| run.stderr.matches("typed view created").count();
+    let first = h.write(input.as_bytes());
+    first.assert_ok();
+    assert_eq!(created(&first), 250);
+    let registry = "SELECT count(*)::VARCHAR, count(DISTINCT stream_key)::VARCHAR, \
+                    count(*) FILTER (kind = 'view')::VARCHAR FROM _airbyte_internal.typed_relations";
+    let all = Some("250".to_string());
+    assert_eq!(
+        h.strings(registry),
+        [[all.clone(), all.clone(), all.clone()]]
+    );
+    let views =
+        "SELECT count(*)::VARCHAR FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'";
+    assert_eq!(h.strings(views), [[all.clone()]]);
+    assert_eq!(
+        h.strings("SELECT count(*)::VARCHAR FROM main.s007"),
+        [[Some("1".to_string())]]
+    );
+
+    let second = h.write(input.as_bytes());
+    second.assert_ok();
+    assert_eq!(created(&second), 0, "unchanged views are kept");
+    assert_eq!(h.strings(registry), [[all.clone(), all.clone(), all]]);
+
+    h.write_config(json!({
+        "destination_path": h.db_path().to_str().unwrap(),
+        "typed_output": "off",
+    }));
+    h.write(input.as_bytes()).assert_ok();
+    assert_eq!(h.strings(views), [[Some("0".to_string())]]);
+    let rules = "SELECT (count(*) > 0)::VARCHAR FROM duckdb_functions() \
+                 WHERE schema_name = '_airbyte_internal' AND function_name LIKE 'typed_%'";
+    assert_eq!(h.strings(rules), [[Some("true".to_string())]]);
+    assert_eq!(h.count("main._airbyte_raw_s007"), 3);
+}
+
 #[test]
 fn official_connector_tables_are_adopted() {
     let h = Harness::new();

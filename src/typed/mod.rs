@@ -166,6 +166,7 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
         (&streams[a].namespace, &streams[a].name).cmp(&(&streams[b].namespace, &streams[b].name))
     });
     let mut out: Vec<Option<Typed>> = vec![None; streams.len()];
+    let mut changed = Vec::new();
     // One transaction for all streams: one commit, however many there are.
     in_transaction(session, || {
         if mode != TypedOutput::Off {
@@ -204,14 +205,18 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
                 reshaped = *old != shape(s);
             }
             let exists = views.contains(&(s.schema.to_lowercase(), typed.name.to_lowercase()));
-            apply(session, s, &mut typed, mode, exists)
+            apply(session, s, &mut typed, mode, exists, &taken)
                 .with_context(|| format!("preparing the typed relation of stream {}", s.label()))?;
             if reshaped || recorded.as_ref() != Some(&typed) {
-                record(session, s, &typed)?;
+                changed.push(i);
             }
             out[i] = Some(typed);
         }
-        Ok(())
+        let entries: Vec<(&Stream, &Typed)> = changed
+            .iter()
+            .map(|&i| (&streams[i], out[i].as_ref().expect("prepared above")))
+            .collect();
+        record_all(session, &entries)
     })?;
     Ok(out.into_iter().map(|t| t.expect("every stream")).collect())
 }
@@ -322,15 +327,24 @@ fn tombstones(s: &Stream, t: &Typed) -> String {
     internal::qualified(&internal::tombstones(&s.schema, &t.name))
 }
 
+/// The internal tables a typed relation may have left (unqualified, in
+/// the internal schema).
+fn leftovers(s: &Stream, t: &Typed) -> [String; 4] {
+    [
+        internal::tombstones(&s.schema, &t.name),
+        internal::legacy_tombstones(&s.schema, &t.name),
+        internal::typed_pending(&s.schema, &t.name),
+        internal::typed_staged(&s.schema, &t.name),
+    ]
+}
+
 fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
-    session.execute(&format!(
-        "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}; \
-         DROP TABLE IF EXISTS {}",
-        tombstones(s, t),
-        internal::qualified(&internal::legacy_tombstones(&s.schema, &t.name)),
-        internal::qualified(&internal::typed_pending(&s.schema, &t.name)),
-        internal::qualified(&internal::typed_staged(&s.schema, &t.name)),
-    ))?;
+    session.execute(
+        &leftovers(s, t)
+            .iter()
+            .map(|table| format!("DROP TABLE IF EXISTS {};", internal::qualified(table)))
+            .collect::<String>(),
+    )?;
     match t.materialized {
         Materialized::View { .. } => {
             session.execute(&format!("DROP VIEW IF EXISTS {}", relation(s, t)))?
@@ -346,31 +360,56 @@ fn drop_existing(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
 /// Writes `t` to the registry, flattening [`Materialized`] into the columns
 /// the registry has always had.
 fn record(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
+    record_all(session, &[(s, t)])
+}
+
+/// [`record`] for many streams, two statements per hundred: a first sync of
+/// a large catalog records every stream, and each statement costs DuckDB a
+/// parse. (Batches, because DuckDB limits how deep an expression, such as a
+/// chain of `OR`s, may nest.)
+fn record_all(session: &Session, entries: &[(&Stream, &Typed)]) -> Result<()> {
+    for batch in entries.chunks(100) {
+        record_batch(session, batch)?;
+    }
+    Ok(())
+}
+
+fn record_batch(session: &Session, entries: &[(&Stream, &Typed)]) -> Result<()> {
     let null = || "NULL".to_string();
-    let (kind, table_columns, wm, wm_count, definition) = match &t.materialized {
-        Materialized::Nothing => (null(), null(), null(), null(), null()),
-        Materialized::View { definition } => {
-            (literal("view"), null(), null(), null(), literal(definition))
-        }
-        Materialized::Table { columns, watermark } => (
-            literal("table"),
-            literal(&columns_to_json(columns)),
-            watermark.map_or_else(null, |w| w.0.to_string()),
-            watermark.map_or_else(null, |w| w.1.to_string()),
-            literal(&shape(s)),
-        ),
-    };
+    let mut keys = Vec::with_capacity(entries.len());
+    let mut rows = Vec::with_capacity(entries.len());
+    for (s, t) in entries {
+        let (kind, table_columns, wm, wm_count, definition) = match &t.materialized {
+            Materialized::Nothing => (null(), null(), null(), null(), null()),
+            Materialized::View { definition } => {
+                (literal("view"), null(), null(), null(), literal(definition))
+            }
+            Materialized::Table { columns, watermark } => (
+                literal("table"),
+                literal(&columns_to_json(columns)),
+                watermark.map_or_else(null, |w| w.0.to_string()),
+                watermark.map_or_else(null, |w| w.1.to_string()),
+                literal(&shape(s)),
+            ),
+        };
+        let key = literal(&stream_key(&s.namespace, &s.name));
+        let schema = literal(&s.schema);
+        keys.push(format!(
+            "(stream_key = {key} AND lower(schema_name) = lower({schema}))"
+        ));
+        rows.push(format!(
+            "({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count}, {definition})",
+            name = literal(&t.name),
+            columns = literal(&columns_to_json(&t.columns)),
+        ));
+    }
     session.execute(&format!(
-        "DELETE FROM {registry} WHERE stream_key = {key} \
-         AND lower(schema_name) = lower({schema}); \
+        "DELETE FROM {registry} WHERE {keys}; \
          INSERT INTO {registry} \
          (stream_key, schema_name, relation_name, columns, kind, table_columns, watermark, \
-          watermark_count, definition) \
-         VALUES ({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count}, {definition})",
-        key = literal(&stream_key(&s.namespace, &s.name)),
-        schema = literal(&s.schema),
-        name = literal(&t.name),
-        columns = literal(&columns_to_json(&t.columns)),
+          watermark_count, definition) VALUES {rows}",
+        keys = keys.join(" OR "),
+        rows = rows.join(", "),
         registry = internal::qualified(TYPED_RELATIONS),
     ))?;
     Ok(())
@@ -391,7 +430,14 @@ fn apply(
     t: &mut Typed,
     mode: TypedOutput,
     view_exists: bool,
+    tables: &HashSet<(String, String)>,
 ) -> Result<()> {
+    // Nothing made and no leftover table: nothing to drop (a first sync of
+    // a large catalog would otherwise spend a statement per leftover name).
+    let nothing_to_drop = t.materialized == Materialized::Nothing
+        && leftovers(s, t)
+            .iter()
+            .all(|n| !tables.contains(&(internal::SCHEMA.to_lowercase(), n.to_lowercase())));
     match mode {
         TypedOutput::Views => {
             let q = Query::new(s, &t.columns, true);
@@ -403,6 +449,7 @@ fn apply(
                 }
                 Materialized::View { .. } => {}
                 // A table of ours under this name goes first.
+                _ if nothing_to_drop => {}
                 _ => drop_existing(session, s, t)?,
             }
             session.execute(&format!(
@@ -415,7 +462,9 @@ fn apply(
         // Built at the end of the sync.
         TypedOutput::Tables => {}
         TypedOutput::Off => {
-            drop_existing(session, s, t)?;
+            if !nothing_to_drop {
+                drop_existing(session, s, t)?;
+            }
             t.materialized = Materialized::Nothing;
         }
     }

@@ -43,8 +43,9 @@ pub(super) enum Rule {
     Timestamptz,
     Time,
     Timetz,
-    /// A value present, not null, that did not fit its column.
-    Failed,
+    /// The property's name if its value was present, not null, and did
+    /// not fit its column; else NULL.
+    Nulled,
     /// `_airbyte_meta` with the NULLED changes of a list of properties.
     Meta,
     InstantNumber,
@@ -64,7 +65,7 @@ impl Rule {
         Rule::Timestamptz,
         Rule::Time,
         Rule::Timetz,
-        Rule::Failed,
+        Rule::Nulled,
         Rule::Meta,
         Rule::InstantNumber,
         Rule::OrderRank,
@@ -101,7 +102,7 @@ impl Rule {
             Rule::Timestamptz => "timestamptz",
             Rule::Time => "time",
             Rule::Timetz => "timetz",
-            Rule::Failed => "failed",
+            Rule::Nulled => "nulled",
             Rule::Meta => "meta",
             Rule::InstantNumber => "instant_number",
             Rule::OrderRank => "order_rank",
@@ -130,9 +131,9 @@ impl Rule {
                 // The value itself is only read by the written-out rules.
                 (TS, cast_body("NULL", "t", "s", ty))
             }
-            Rule::Failed => (
-                &["t", "typed"],
-                "(t <> 'NULL' AND typed IS NULL) IS TRUE".to_string(),
+            Rule::Nulled => (
+                &["t", "typed", "property"],
+                "CASE WHEN t <> 'NULL' AND typed IS NULL THEN property END".to_string(),
             ),
             Rule::Meta => (&["meta", "nulled"], meta_body("meta", "nulled")),
             Rule::InstantNumber => (&["i"], instant_number("i")),
@@ -321,11 +322,11 @@ impl<'a> Query<'a> {
     ///
     /// Built in levels, each a `SELECT` over the one before, because a
     /// level reads the columns the one below names: raw values, then typed
-    /// values, then which did not fit, then the metadata and helpers.
+    /// values, then the metadata (with the values that did not fit) and
+    /// helpers.
     pub(super) fn typed_rows(&self, after: Option<i64>) -> String {
         let l1 = self.raw_values(after);
         let l2 = self.typed_values(&l1);
-        let l2 = self.cast_errors(&l2);
         self.with_helpers(&l2)
     }
 
@@ -388,17 +389,6 @@ impl<'a> Query<'a> {
         format!("SELECT {} FROM ({l1})", l2.join(", "))
     }
 
-    /// Level 2b: which values did not fit (`_airbyte_e<i>`: present, not
-    /// null, no value).
-    fn cast_errors(&self, l2: &str) -> String {
-        let mut l2b = vec!["*".to_string()];
-        for (i, c) in self.columns.iter().enumerate() {
-            let failed = call(Rule::Failed, &[&format!("_airbyte_t{i}"), &quote(&c.name)]);
-            l2b.push(format!("{failed} AS _airbyte_e{i}"));
-        }
-        format!("SELECT {} FROM ({l2})", l2b.join(", "))
-    }
-
     /// Level 3: the output columns, `_airbyte_meta` with the cast errors
     /// added, and the key, cursor and delete helpers.
     fn with_helpers(&self, l2: &str) -> String {
@@ -436,7 +426,16 @@ impl<'a> Query<'a> {
             .columns
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("CASE WHEN _airbyte_e{i} THEN {} END", literal(&c.property)))
+            .map(|(i, c)| {
+                call(
+                    Rule::Nulled,
+                    &[
+                        &format!("_airbyte_t{i}"),
+                        &quote(&c.name),
+                        &literal(&c.property),
+                    ],
+                )
+            })
             .collect();
         call(
             Rule::Meta,
