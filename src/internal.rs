@@ -35,11 +35,21 @@ pub const STREAM_TABLES: &str = "stream_tables";
 /// Each stream's typed relation, its columns and refresh watermark.
 pub const TYPED_RELATIONS: &str = "typed_relations";
 
-/// The macro of a typing rule (`typed::sql`'s `Rule`), fully qualified:
-/// `typed_<rule>`. Macros and tables are named apart in DuckDB, so these
-/// meet none of the tables here.
+/// The macro of a typing rule (`typed::sql`'s `Rule`; `rule` is its name
+/// and version), fully qualified: `typed_<rule>`. Macros and tables are
+/// named apart in DuckDB, so these meet none of the tables here.
 pub fn typing_rule(rule: &str) -> String {
     qualified(&format!("typed_{rule}"))
+}
+
+/// [`typing_rule`] as a view names it: schema and name only, so that it
+/// binds in the view's own catalog.
+pub fn typing_rule_in_view(rule: &str) -> String {
+    format!(
+        "{}.{}",
+        names::quote(SCHEMA),
+        names::quote(&format!("typed_{rule}"))
+    )
 }
 
 /// The table `check` creates and drops in its probe transaction, in the

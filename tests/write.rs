@@ -434,6 +434,66 @@ fn a_large_catalog_records_every_view_once_and_off_drops_them() {
     assert_eq!(h.count("main._airbyte_raw_s007"), 3);
 }
 
+/// A view names its typing rules without a catalog, and a rule dropped by
+/// hand comes back with the next sync, though no view changed.
+#[test]
+fn typing_rules_dropped_by_hand_come_back_with_the_next_sync() {
+    let h = Harness::new();
+    let props = json!({"id": {"type": "integer"}, "ts": {"type": "string", "format": "date-time"}});
+    h.write_catalog(&json!({"streams": [{
+        "stream": {"name": "s", "json_schema": {"type": "object", "properties": props},
+                   "supported_sync_modes": ["full_refresh"]},
+        "sync_mode": "full_refresh", "destination_sync_mode": "append",
+    }]}));
+    let input = lines(&[
+        record(
+            "s",
+            1_700_000_000_000,
+            r#"{"id":7,"ts":"2024-01-01T10:00:00+02:00"}"#,
+        ),
+        global_state(1),
+    ]);
+    h.write(input.as_bytes()).assert_ok();
+    let read = "SELECT id::VARCHAR, ts::VARCHAR FROM main.s";
+    let want = [[
+        Some("7".to_string()),
+        Some("2024-01-01 08:00:00+00".to_string()),
+    ]];
+    assert_eq!(h.strings(read), want);
+    let sql = h.strings("SELECT sql FROM duckdb_views() WHERE view_name = 's'");
+    let sql = sql[0][0].as_deref().unwrap();
+    assert!(sql.contains("_airbyte_internal.typed_bigint_"), "{sql}");
+    assert!(
+        !sql.contains("destination"),
+        "a view names no catalog: {sql}"
+    );
+
+    let macros = "SELECT function_name FROM duckdb_functions() \
+                  WHERE schema_name = '_airbyte_internal' AND function_type = 'macro' ORDER BY 1";
+    let made = h.strings(macros);
+    assert!(made.len() >= 10, "{made:?}");
+    {
+        let conn = duckdb::Connection::open(h.db_path()).unwrap();
+        for name in &made {
+            let name = name[0].as_deref().unwrap();
+            conn.execute_batch(&format!("DROP MACRO _airbyte_internal.\"{name}\""))
+                .unwrap();
+        }
+    }
+    assert!(
+        h.db().prepare(read).is_err(),
+        "the view cannot bind without its rules"
+    );
+    let again = h.write(input.as_bytes());
+    again.assert_ok();
+    assert!(
+        !again.stderr.contains("typed view created"),
+        "no view changed"
+    );
+    assert_eq!(h.strings(macros), made);
+    assert_eq!(h.strings(read), [want[0].clone(), want[0].clone()]);
+}
+
 #[test]
 fn official_connector_tables_are_adopted() {
     let h = Harness::new();

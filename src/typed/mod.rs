@@ -7,8 +7,9 @@
 //! raw rows when it is queried, or a table (see [`TypedOutput`]): written as
 //! the records arrive where it can be (`inline`, typing plain values in
 //! Rust, `fast`), else refreshed from the raw table at the end of each sync
-//! (`refresh`). The typing rules are plain SQL over `_airbyte_data` (`sql`),
-//! so any DuckDB client can read the views, and the Rust typing gives what
+//! (`refresh`). The typing rules are SQL over `_airbyte_data` (`sql`), kept
+//! as macros in the file, so a DuckDB client reads the views with no
+//! extension of ours, and the Rust typing gives what
 //! that SQL gives for the values it takes (a JSON column: the same JSON
 //! value, in the source's text rather than DuckDB's rewriting of it).
 //!
@@ -433,7 +434,7 @@ fn apply(
     tables: &HashSet<(String, String)>,
 ) -> Result<()> {
     // Nothing made and no leftover table: nothing to drop (a first sync of
-    // a large catalog would otherwise spend a statement per leftover name).
+    // a large catalog would otherwise spend a statement of four drops per stream).
     let nothing_to_drop = t.materialized == Materialized::Nothing
         && leftovers(s, t)
             .iter()

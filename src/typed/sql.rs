@@ -6,6 +6,8 @@
 //! touches the database, and the text is what view definitions are hashed
 //! by, so it changes only on purpose.
 
+use std::sync::OnceLock;
+
 use super::types::{ColType, Column, META_COLUMNS};
 use crate::catalog::Stream;
 use crate::internal;
@@ -92,6 +94,34 @@ impl Rule {
         })
     }
 
+    /// The macro's name: the rule's, and a hash of its definition, so that
+    /// a rule never changes under a name. A version of this connector that
+    /// types a value otherwise makes a macro of a new name, and the views it
+    /// makes call that one (their text changes, so they are made again),
+    /// while views it leaves keep the rules they were made with.
+    fn macro_name(self) -> &'static str {
+        static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+        let names = NAMES.get_or_init(|| {
+            Rule::ALL
+                .iter()
+                .map(|rule| {
+                    let (params, body) = rule.definition();
+                    let text = format!("({}) AS ({body})", params.join(", "));
+                    format!(
+                        "{}_{:08x}",
+                        rule.name(),
+                        internal::fnv1a64(text.as_bytes()) as u32
+                    )
+                })
+                .collect()
+        });
+        let at = Rule::ALL
+            .iter()
+            .position(|&r| r == self)
+            .expect("every rule is in ALL");
+        &names[at]
+    }
+
     fn name(self) -> &'static str {
         match self {
             Rule::Boolean => "boolean",
@@ -151,25 +181,38 @@ impl Rule {
     }
 }
 
-/// A call of `rule` on `args` (SQL expressions).
-fn call(rule: Rule, args: &[&str]) -> String {
-    format!(
-        "{}({})",
-        internal::typing_rule(rule.name()),
-        args.join(", ")
-    )
+/// Where typed SQL runs, which decides how it names a rule: a statement
+/// names it in full, as every statement names its objects (the session's
+/// default catalog is DuckDB's own); a view by schema and name only, so it
+/// binds in the view's own catalog whatever name a client attaches the file
+/// by, as the view's raw table does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Scope {
+    Statement,
+    View,
 }
 
-/// The statements that (re)make every [`Rule`]'s macro, as this version
-/// writes it: run before any typed SQL (see `typed::prepare`).
+/// A call of `rule` on `args` (SQL expressions).
+fn call(scope: Scope, rule: Rule, args: &[&str]) -> String {
+    let name = rule.macro_name();
+    let name = match scope {
+        Scope::Statement => internal::typing_rule(name),
+        Scope::View => internal::typing_rule_in_view(name),
+    };
+    format!("{name}({})", args.join(", "))
+}
+
+/// The statements that make every [`Rule`]'s macro that is missing (a
+/// macro never changes under its name, see [`Rule::macro_name`]): run
+/// before any typed SQL (see `typed::prepare`).
 pub(super) fn create_rules() -> String {
     Rule::ALL
         .iter()
         .map(|&rule| {
             let (params, body) = rule.definition();
             format!(
-                "CREATE OR REPLACE MACRO {}({}) AS ({body});\n",
-                internal::typing_rule(rule.name()),
+                "CREATE MACRO IF NOT EXISTS {}({}) AS ({body});\n",
+                internal::typing_rule(rule.macro_name()),
                 params.join(", ")
             )
         })
@@ -212,6 +255,8 @@ pub(super) struct Query<'a> {
     /// What orders the rows by arrival (`_airbyte_raw_rowid` in the typed
     /// rows): the raw table's rowid, or a pending table's `_airbyte_seq`.
     seq: &'static str,
+    /// How the SQL names the typing rules.
+    scope: Scope,
 }
 
 /// Key and cursor expressions of a dedup relation: a typed column where the
@@ -235,6 +280,11 @@ impl<'a> Query<'a> {
             columns,
             raw,
             seq: "rowid",
+            scope: if in_view {
+                Scope::View
+            } else {
+                Scope::Statement
+            },
         }
     }
 
@@ -247,6 +297,7 @@ impl<'a> Query<'a> {
             columns,
             raw: source,
             seq: "_airbyte_seq",
+            scope: Scope::Statement,
         }
     }
 
@@ -384,7 +435,11 @@ impl<'a> Query<'a> {
     fn typed_values(&self, l1: &str) -> String {
         let mut l2 = vec!["*".to_string()];
         for (i, c) in self.columns.iter().enumerate() {
-            l2.push(format!("{} AS {}", cast(i, c.ty), quote(&c.name)));
+            l2.push(format!(
+                "{} AS {}",
+                cast(self.scope, i, c.ty),
+                quote(&c.name)
+            ));
         }
         format!("SELECT {} FROM ({l1})", l2.join(", "))
     }
@@ -428,6 +483,7 @@ impl<'a> Query<'a> {
             .enumerate()
             .map(|(i, c)| {
                 call(
+                    self.scope,
                     Rule::Nulled,
                     &[
                         &format!("_airbyte_t{i}"),
@@ -438,6 +494,7 @@ impl<'a> Query<'a> {
             })
             .collect();
         call(
+            self.scope,
             Rule::Meta,
             &["_airbyte_meta", &format!("[{}]", nulled.join(", "))],
         )
@@ -463,7 +520,7 @@ impl<'a> Query<'a> {
                 "NULL".to_string(),
                 "NULL".to_string(),
             ],
-            Some((k, _)) => cursor_order(&k),
+            Some((k, _)) => cursor_order(self.scope, &k),
         };
         format!(
             "{rank} AS _airbyte_cr, ({number})::DOUBLE AS _airbyte_cn, \
@@ -524,10 +581,10 @@ fn key_sql(k: &KeyExpr) -> String {
 /// numbers as numbers, dates and timestamps as instants, strings as
 /// strings (date-time strings as instants). A JSON or raw (nested or
 /// undeclared) cursor orders by its JSON value ([`json_order`]).
-fn cursor_order(k: &KeyExpr) -> [String; 4] {
+fn cursor_order(scope: Scope, k: &KeyExpr) -> [String; 4] {
     let null = || "NULL".to_string();
     match k {
-        KeyExpr::Raw(slot) => json_order(&format!("_airbyte_r{slot}")),
+        KeyExpr::Raw(slot) => json_order(scope, &format!("_airbyte_r{slot}")),
         KeyExpr::Column(name, ty) => {
             let c = quote(name);
             let known = |rank: u8, number: String, exact: String, text: String| {
@@ -542,10 +599,12 @@ fn cursor_order(k: &KeyExpr) -> [String; 4] {
                 ColType::Boolean => known(1, format!("{c}::INTEGER"), null(), null()),
                 ColType::Bigint => known(2, c.clone(), c.clone(), null()),
                 ColType::Double => known(2, c.clone(), null(), null()),
-                ColType::Timestamptz => known(3, call(Rule::InstantNumber, &[&c]), null(), null()),
+                ColType::Timestamptz => {
+                    known(3, call(scope, Rule::InstantNumber, &[&c]), null(), null())
+                }
                 ColType::Date | ColType::Timestamp => known(
                     3,
-                    call(Rule::InstantNumber, &[&format!("{c}::TIMESTAMP")]),
+                    call(scope, Rule::InstantNumber, &[&format!("{c}::TIMESTAMP")]),
                     null(),
                     null(),
                 ),
@@ -555,8 +614,8 @@ fn cursor_order(k: &KeyExpr) -> [String; 4] {
                 }
                 // A string column holds text (a number sent to it anyway is
                 // its JSON text): ordered as a JSON string.
-                ColType::Varchar => json_order(&format!("to_json({c})")),
-                ColType::Json | ColType::JsonObject | ColType::JsonArray => json_order(&c),
+                ColType::Varchar => json_order(scope, &format!("to_json({c})")),
+                ColType::Json | ColType::JsonObject | ColType::JsonArray => json_order(scope, &c),
             }
         }
     }
@@ -577,12 +636,12 @@ fn instant_number(i: &str) -> String {
 /// date-times (3, as instants, offsets honoured, none meaning UTC) below
 /// other strings (4, by text) below objects and arrays (5, by text). JSON
 /// null and a missing value have no rank and lose to any value.
-fn json_order(v: &str) -> [String; 4] {
+fn json_order(scope: Scope, v: &str) -> [String; 4] {
     [
-        call(Rule::OrderRank, &[v]),
-        call(Rule::OrderNumber, &[v]),
-        call(Rule::OrderExact, &[v]),
-        call(Rule::OrderText, &[v]),
+        call(scope, Rule::OrderRank, &[v]),
+        call(scope, Rule::OrderNumber, &[v]),
+        call(scope, Rule::OrderExact, &[v]),
+        call(scope, Rule::OrderText, &[v]),
     ]
 }
 
@@ -590,10 +649,8 @@ fn json_order(v: &str) -> [String; 4] {
 fn json_order_body(v: &str) -> [String; 4] {
     let t = format!("json_type({v})");
     let s = format!("({v} ->> '$')");
-    // Written out, not called: DuckDB 2.0 stored a macro's call of another
-    // macro with the catalog it was made in
-    // (`destination._airbyte_internal.typed_instant`), which does not bind
-    // when a client opens the file under another name.
+    // Written out, not called: no rule calls another (see
+    // `rules_call_no_rule_and_every_rule_is_made`).
     let instant = instant(&s);
     let integer = format!("{t} IN ('BIGINT', 'UBIGINT', 'HUGEINT')");
     [
@@ -670,12 +727,12 @@ fn time_text(s: &str) -> String {
 /// `_airbyte_s<i>` and JSON type `_airbyte_t<i>`, all NULL when the property
 /// is missing) as `ty`; NULL where the value does not fit. The short rules
 /// are written out; the others are called by name (see [`Rule`]).
-fn cast(i: usize, ty: ColType) -> String {
+fn cast(scope: Scope, i: usize, ty: ColType) -> String {
     let v = format!("_airbyte_v{i}");
     let t = format!("_airbyte_t{i}");
     let s = format!("_airbyte_s{i}");
     match Rule::casting(ty) {
-        Some(rule) => call(rule, &[&t, &s]),
+        Some(rule) => call(scope, rule, &[&t, &s]),
         None => cast_body(&v, &t, &s, ty),
     }
 }
@@ -735,9 +792,9 @@ fn cast_body(v: &str, t: &str, s: &str, ty: ColType) -> String {
 mod tests {
     use super::*;
 
-    /// DuckDB 2.0 stores a macro's call of another macro with the catalog
-    /// it was made in, which no longer binds under another name: no rule
-    /// calls one. And every rule a cast calls is made.
+    /// Each rule stands alone, so its name's hash covers all it does (a
+    /// rule calling another could change under its name); every rule a cast
+    /// calls is made; names differ.
     #[test]
     fn rules_call_no_rule_and_every_rule_is_made() {
         for rule in Rule::ALL {
@@ -748,10 +805,32 @@ mod tests {
         for ty in ColType::ALL {
             if let Some(rule) = Rule::casting(ty) {
                 assert!(Rule::ALL.contains(&rule));
-                let name = internal::typing_rule(rule.name());
-                assert!(made.contains(&format!("MACRO {name}(")), "{ty:?}");
+                let name = internal::typing_rule(rule.macro_name());
+                assert!(
+                    made.contains(&format!("MACRO IF NOT EXISTS {name}(")),
+                    "{ty:?}"
+                );
             }
         }
+        let names: std::collections::HashSet<_> =
+            Rule::ALL.iter().map(|r| r.macro_name()).collect();
+        assert_eq!(names.len(), Rule::ALL.len());
+    }
+
+    /// A view names a rule without the catalog (it binds in its own); a
+    /// statement names it in full.
+    #[test]
+    fn views_name_rules_without_the_catalog() {
+        let view = call(Scope::View, Rule::Bigint, &["t", "s"]);
+        let statement = call(Scope::Statement, Rule::Bigint, &["t", "s"]);
+        assert!(
+            view.starts_with("\"_airbyte_internal\".\"typed_bigint_"),
+            "{view}"
+        );
+        assert_eq!(
+            statement,
+            format!("{}.{view}", crate::names::quote(crate::database::CATALOG))
+        );
     }
 
     #[test]
