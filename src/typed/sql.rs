@@ -108,9 +108,9 @@ impl Rule {
                     let (params, body) = rule.definition();
                     let text = format!("({}) AS ({body})", params.join(", "));
                     format!(
-                        "{}_{:08x}",
+                        "{}_{:016x}",
                         rule.name(),
-                        internal::fnv1a64(text.as_bytes()) as u32
+                        internal::fnv1a64(text.as_bytes())
                     )
                 })
                 .collect()
