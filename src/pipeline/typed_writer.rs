@@ -410,6 +410,23 @@ struct TypedTarget<'s> {
     unflushed: u64,
 }
 
+/// The appender in `slot`, opened on `table` (schema, name) for `columns`
+/// on first use.
+fn opened<'a, 's>(
+    slot: &'a mut Option<Appender<'s>>,
+    session: &'s Session,
+    (schema, table): &(String, String),
+    columns: &[String],
+) -> Result<&'a mut Appender<'s>> {
+    Ok(match slot {
+        Some(appender) => appender,
+        empty => {
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            empty.insert(Appender::open(session, CATALOG, schema, table, &columns)?)
+        }
+    })
+}
+
 /// A record as the raw table got it, for its typed row.
 struct TypedInput<'a> {
     id: &'a str,
@@ -452,41 +469,21 @@ impl<'s> TypedTarget<'s> {
                 if self.spec.dedup {
                     cells.extend([Cell::Bool(t.deleted), Cell::BigInt(seq)]);
                 }
-                let (schema, table) = &self.spec.target;
-                let appender = match &mut self.appender {
-                    Some(a) => a,
-                    empty => empty.insert(Appender::open(
-                        session,
-                        CATALOG,
-                        schema,
-                        table,
-                        &self
-                            .spec
-                            .target_columns
-                            .iter()
-                            .map(String::as_str)
-                            .collect::<Vec<_>>(),
-                    )?),
-                };
-                appender.append_cells(&cells)?;
+                opened(
+                    &mut self.appender,
+                    session,
+                    &self.spec.target,
+                    &self.spec.target_columns,
+                )?
+                .append_cells(&cells)?;
             }
             _ => {
-                let (schema, table) = &self.spec.pending;
-                let appender = match &mut self.pending {
-                    Some(a) => a,
-                    empty => empty.insert(Appender::open(
-                        session,
-                        CATALOG,
-                        schema,
-                        table,
-                        &self
-                            .spec
-                            .pending_columns
-                            .iter()
-                            .map(String::as_str)
-                            .collect::<Vec<_>>(),
-                    )?),
-                };
+                let appender = opened(
+                    &mut self.pending,
+                    session,
+                    &self.spec.pending,
+                    &self.spec.pending_columns,
+                )?;
                 appender.append_cells(&[
                     Cell::Text(r.id.into()),
                     Cell::Micros(r.emitted_at_micros),
