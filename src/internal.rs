@@ -39,7 +39,7 @@ pub const TYPED_RELATIONS: &str = "typed_relations";
 /// and version), fully qualified: `typed_<rule>`. Macros and tables are
 /// named apart in DuckDB, so these meet none of the tables here.
 pub fn typing_rule(rule: &str) -> String {
-    qualified(&format!("typed_{rule}"))
+    qualified(&rule_macro(rule))
 }
 
 /// [`typing_rule`] as a view names it: schema and name only, so that it
@@ -48,8 +48,12 @@ pub fn typing_rule_in_view(rule: &str) -> String {
     format!(
         "{}.{}",
         names::quote(SCHEMA),
-        names::quote(&format!("typed_{rule}"))
+        names::quote(&rule_macro(rule))
     )
+}
+
+fn rule_macro(rule: &str) -> String {
+    format!("typed_{rule}")
 }
 
 /// The table `check` creates and drops in its probe transaction, in the

@@ -37,14 +37,9 @@ fn pointer(path: &[String]) -> String {
 /// as it does the raw table, whatever name a client attaches the file by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Rule {
-    Boolean,
-    Bigint,
-    Double,
-    Date,
-    Timestamp,
-    Timestamptz,
-    Time,
-    Timetz,
+    /// Types a value as a column of this type (only the types whose rule
+    /// is too long to write out, see [`Rule::casting`]).
+    Cast(ColType),
     /// The property's name if its value was present, not null, and did
     /// not fit its column; else NULL.
     Nulled,
@@ -58,80 +53,66 @@ pub(super) enum Rule {
 }
 
 impl Rule {
-    const ALL: [Rule; 15] = [
-        Rule::Boolean,
-        Rule::Bigint,
-        Rule::Double,
-        Rule::Date,
-        Rule::Timestamp,
-        Rule::Timestamptz,
-        Rule::Time,
-        Rule::Timetz,
-        Rule::Nulled,
-        Rule::Meta,
-        Rule::InstantNumber,
-        Rule::OrderRank,
-        Rule::OrderNumber,
-        Rule::OrderExact,
-        Rule::OrderText,
-    ];
+    /// Every rule, each with its macro's name: the rule's, and a hash of its
+    /// definition, so that a rule never changes under a name. A version of
+    /// this connector that types a value otherwise makes a macro of a new
+    /// name, and the views it makes call that one (their text changes, so
+    /// they are made again), while views it leaves keep the rules they were
+    /// made with.
+    fn all() -> &'static [(Rule, String)] {
+        static RULES: OnceLock<Vec<(Rule, String)>> = OnceLock::new();
+        RULES.get_or_init(|| {
+            ColType::ALL
+                .into_iter()
+                .filter_map(Rule::casting)
+                .chain([
+                    Rule::Nulled,
+                    Rule::Meta,
+                    Rule::InstantNumber,
+                    Rule::OrderRank,
+                    Rule::OrderNumber,
+                    Rule::OrderExact,
+                    Rule::OrderText,
+                ])
+                .map(|rule| {
+                    let (params, body) = rule.definition();
+                    let text = format!("({}) AS ({body})", params.join(", "));
+                    let hash = internal::fnv1a64(text.as_bytes());
+                    (rule, format!("{}_{hash:016x}", rule.name()))
+                })
+                .collect()
+        })
+    }
 
     /// The rule that types a column of `ty`, unless it is short enough to
     /// write out.
     fn casting(ty: ColType) -> Option<Rule> {
-        Some(match ty {
-            ColType::Boolean => Rule::Boolean,
-            ColType::Bigint => Rule::Bigint,
-            ColType::Double => Rule::Double,
-            ColType::Date => Rule::Date,
-            ColType::Timestamp => Rule::Timestamp,
-            ColType::Timestamptz => Rule::Timestamptz,
-            ColType::Time => Rule::Time,
-            ColType::Timetz => Rule::Timetz,
-            ColType::Varchar | ColType::Json | ColType::JsonObject | ColType::JsonArray => {
-                return None
-            }
-        })
+        match ty {
+            ColType::Varchar | ColType::Json | ColType::JsonObject | ColType::JsonArray => None,
+            _ => Some(Rule::Cast(ty)),
+        }
     }
 
-    /// The macro's name: the rule's, and a hash of its definition, so that
-    /// a rule never changes under a name. A version of this connector that
-    /// types a value otherwise makes a macro of a new name, and the views it
-    /// makes call that one (their text changes, so they are made again),
-    /// while views it leaves keep the rules they were made with.
+    /// The macro's name (see [`Rule::all`]).
     fn macro_name(self) -> &'static str {
-        static NAMES: OnceLock<Vec<String>> = OnceLock::new();
-        let names = NAMES.get_or_init(|| {
-            Rule::ALL
-                .iter()
-                .map(|rule| {
-                    let (params, body) = rule.definition();
-                    let text = format!("({}) AS ({body})", params.join(", "));
-                    format!(
-                        "{}_{:016x}",
-                        rule.name(),
-                        internal::fnv1a64(text.as_bytes())
-                    )
-                })
-                .collect()
-        });
-        let at = Rule::ALL
+        let (_, name) = Rule::all()
             .iter()
-            .position(|&r| r == self)
-            .expect("every rule is in ALL");
-        &names[at]
+            .find(|(rule, _)| *rule == self)
+            .expect("every rule is in all()");
+        name
     }
 
     fn name(self) -> &'static str {
         match self {
-            Rule::Boolean => "boolean",
-            Rule::Bigint => "bigint",
-            Rule::Double => "double",
-            Rule::Date => "date",
-            Rule::Timestamp => "timestamp",
-            Rule::Timestamptz => "timestamptz",
-            Rule::Time => "time",
-            Rule::Timetz => "timetz",
+            Rule::Cast(ColType::Boolean) => "boolean",
+            Rule::Cast(ColType::Bigint) => "bigint",
+            Rule::Cast(ColType::Double) => "double",
+            Rule::Cast(ColType::Date) => "date",
+            Rule::Cast(ColType::Timestamp) => "timestamp",
+            Rule::Cast(ColType::Timestamptz) => "timestamptz",
+            Rule::Cast(ColType::Time) => "time",
+            Rule::Cast(ColType::Timetz) => "timetz",
+            Rule::Cast(ty) => unreachable!("{ty:?} is written out (Rule::casting)"),
             Rule::Nulled => "nulled",
             Rule::Meta => "meta",
             Rule::InstantNumber => "instant_number",
@@ -144,23 +125,9 @@ impl Rule {
 
     /// The macro's parameters, and its body over them.
     fn definition(self) -> (&'static [&'static str], String) {
-        const TS: &[&str] = &["t", "s"];
         match self {
-            Rule::Boolean
-            | Rule::Bigint
-            | Rule::Double
-            | Rule::Date
-            | Rule::Timestamp
-            | Rule::Timestamptz
-            | Rule::Time
-            | Rule::Timetz => {
-                let ty = ColType::ALL
-                    .into_iter()
-                    .find(|&ty| Rule::casting(ty) == Some(self))
-                    .expect("every casting rule has its type");
-                // The value itself is only read by the written-out rules.
-                (TS, cast_body("NULL", "t", "s", ty))
-            }
+            // The value itself is only read by the written-out rules.
+            Rule::Cast(ty) => (&["t", "s"], cast_body("NULL", "t", "s", ty)),
             Rule::Nulled => (
                 &["t", "typed", "property"],
                 "CASE WHEN t <> 'NULL' AND typed IS NULL THEN property END".to_string(),
@@ -206,13 +173,13 @@ fn call(scope: Scope, rule: Rule, args: &[&str]) -> String {
 /// macro never changes under its name, see [`Rule::macro_name`]): run
 /// before any typed SQL (see `typed::prepare`).
 pub(super) fn create_rules() -> String {
-    Rule::ALL
+    Rule::all()
         .iter()
-        .map(|&rule| {
+        .map(|(rule, name)| {
             let (params, body) = rule.definition();
             format!(
                 "CREATE MACRO IF NOT EXISTS {}({}) AS ({body});\n",
-                internal::typing_rule(rule.macro_name()),
+                internal::typing_rule(name),
                 params.join(", ")
             )
         })
@@ -797,14 +764,14 @@ mod tests {
     /// calls is made; names differ.
     #[test]
     fn rules_call_no_rule_and_every_rule_is_made() {
-        for rule in Rule::ALL {
+        for (rule, _) in Rule::all() {
             let (_, body) = rule.definition();
             assert!(!body.contains(crate::names::INTERNAL_SCHEMA), "{rule:?}");
         }
         let made = create_rules();
         for ty in ColType::ALL {
             if let Some(rule) = Rule::casting(ty) {
-                assert!(Rule::ALL.contains(&rule));
+                assert!(Rule::all().iter().any(|(r, _)| *r == rule));
                 let name = internal::typing_rule(rule.macro_name());
                 assert!(
                     made.contains(&format!("MACRO IF NOT EXISTS {name}(")),
@@ -813,16 +780,16 @@ mod tests {
             }
         }
         let names: std::collections::HashSet<_> =
-            Rule::ALL.iter().map(|r| r.macro_name()).collect();
-        assert_eq!(names.len(), Rule::ALL.len());
+            Rule::all().iter().map(|(r, _)| r.macro_name()).collect();
+        assert_eq!(names.len(), Rule::all().len());
     }
 
     /// A view names a rule without the catalog (it binds in its own); a
     /// statement names it in full.
     #[test]
     fn views_name_rules_without_the_catalog() {
-        let view = call(Scope::View, Rule::Bigint, &["t", "s"]);
-        let statement = call(Scope::Statement, Rule::Bigint, &["t", "s"]);
+        let view = call(Scope::View, Rule::Cast(ColType::Bigint), &["t", "s"]);
+        let statement = call(Scope::Statement, Rule::Cast(ColType::Bigint), &["t", "s"]);
         assert!(
             view.starts_with("\"_airbyte_internal\".\"typed_bigint_"),
             "{view}"
