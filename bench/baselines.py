@@ -53,11 +53,16 @@ def load_streams(catalog_path):
     return out
 
 
-def fresh_db(path):
+def fresh_db(path, storage_version):
     for p in (path, path + ".wal"):
         if os.path.exists(p):
             os.remove(p)
-    return duckdb.connect(path)
+    config = {"storage_compatibility_version": storage_version} if storage_version else {}
+    return duckdb.connect(path, config=config)
+
+
+def attach_options(storage_version):
+    return f" (STORAGE_VERSION {literal(storage_version)})" if storage_version else ""
 
 
 def create_tables(con, streams):
@@ -75,7 +80,7 @@ def bulk(a, streams):
     the parsing (multi-threaded) and data stays JSON text."""
     src = (f"read_ndjson({literal(a.input)}, columns={{'type': 'VARCHAR', "
            f"'record': 'STRUCT(stream VARCHAR, emitted_at BIGINT, data JSON)'}})")
-    con = fresh_db(a.db)
+    con = fresh_db(a.db, a.storage_version)
     create_tables(con, streams)
     select = ("SELECT gen_random_uuid()::VARCHAR, to_timestamp({e} / 1000), {d}, ?::JSON, ?::BIGINT "
               "FROM {src} WHERE {where}")
@@ -103,7 +108,7 @@ def bulk(a, streams):
 
 def per_row(a, streams):
     by_name = {name: (table, meta, gen) for name, table, meta, gen in streams}
-    con = fresh_db(a.db)
+    con = fresh_db(a.db, a.storage_version)
     create_tables(con, streams)
     buffers = {name: [] for name in by_name}
     loaded = 0
@@ -164,7 +169,7 @@ def storage_floor(a, streams):
         if os.path.exists(p):
             os.remove(p)
     t0 = time.perf_counter()
-    con.execute(f"ATTACH {literal(a.db)} AS dst")
+    con.execute(f"ATTACH {literal(a.db)} AS dst{attach_options(a.storage_version)}")
     con.execute("BEGIN TRANSACTION")
     for i, (_, table, _, _) in enumerate(streams):
         con.execute(f"CREATE TABLE dst.{table} ({COLUMNS})")
@@ -189,6 +194,8 @@ def main():
     ap.add_argument("--result", required=True, help="where to write the JSON result")
     ap.add_argument("--method", choices=["stage", "scan"], default="stage", help="duckdb_bulk: how to split streams")
     ap.add_argument("--limit", type=int, default=None, help="per_row: stop after this many records")
+    ap.add_argument("--storage-version", default=None,
+                    help="storage format of the new file (e.g. v1.0.0, ours by default); DuckDB's own if unset")
     a = ap.parse_args()
 
     streams = load_streams(a.catalog)

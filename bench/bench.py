@@ -55,6 +55,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GENERATOR = REPO / "scripts" / "generate_input.py"
 BASELINES = HERE / "baselines.py"
+# The storage format every contender's file is written in: the connector's
+# default `storage_version` (README, Configuration), which DuckDB 1.0 and later
+# can read. The Python baselines are told to write it too, so they store the
+# same tables the same way (DuckDB 2.0's own default format compresses strings
+# differently; see bench/README.md, "Caveats").
+STORAGE_VERSION = "v1.0.0"
 CONTENDERS = ("ours", "ours_off", "ours_views", "ours_tables", "duckdb_bulk", "per_row", "storage_floor")
 PEERS = tuple(peerlib.PEERS)
 # typed_output each of our contenders sets in its config; None = the binary's default.
@@ -286,12 +292,17 @@ def remove_db(db):
 
 
 def verify_tables(db, catalog_path, expected, who):
-    """Row counts of main._airbyte_raw_<stream> must equal the input's, and
-    each table must have the five raw columns."""
+    """Row counts of main._airbyte_raw_<stream> must equal the input's, each
+    table must have the five raw columns, and the file must be in
+    STORAGE_VERSION's format."""
     catalog = json.loads(Path(catalog_path).read_text())
     con = duckdb.connect(str(db), read_only=True)
     try:
         problems, total = [], 0
+        tags = con.execute("SELECT tags FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+        version = (tags or {}).get("storage_version", "")
+        if not version.startswith(STORAGE_VERSION):
+            problems.append(f"the file is in storage format {version!r}, not {STORAGE_VERSION}")
         for cs in catalog["streams"]:
             name = cs["stream"]["name"]
             table = "_airbyte_raw_" + name
@@ -448,7 +459,7 @@ def run_baseline(args, kind, run_dir, tag, msgs, cat, info, extra):
     if res.exists():
         res.unlink()
     argv = [sys.executable, str(BASELINES), kind, "--input", str(msgs), "--catalog", str(cat),
-            "--db", str(db), "--result", str(res)] + extra
+            "--db", str(db), "--result", str(res), "--storage-version", STORAGE_VERSION] + extra
     code, wall, rss, _ = run_child(argv, os.devnull, out, err)
     if code != 0 or not res.exists():
         raise BenchError(f"{kind}: exit code {code}\n--- stderr (tail) ---\n{tail(err)}")
