@@ -3,7 +3,8 @@
 //! the [`policy`] says so) → [`sink`] (per-stream appenders, one transaction
 //! per commit; typed rows through [`typed_writer`], on a thread and
 //! connection of their own) → [`checkpoint`] (states released in order) →
-//! stdout.
+//! stdout. Both appending sides bound their appenders' buffers with
+//! [`unflushed`].
 
 pub mod checkpoint;
 pub mod policy;
@@ -13,3 +14,4 @@ pub mod sink;
 pub mod sync;
 pub mod tables;
 pub mod typed_writer;
+pub mod unflushed;

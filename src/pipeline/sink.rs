@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::typed_writer::TypedWriter;
+use super::unflushed::{Flush, FlushLimits, Unflushed};
 use crate::catalog::{Catalog, Stream, WriteMode};
 use crate::database::CATALOG;
 use crate::duck::{Appender, Row, Session, Transaction};
@@ -21,21 +22,21 @@ use crate::error::Failure;
 use crate::names::{literal, qualified, qualified_schema};
 use crate::raw::{self, COLUMNS};
 
-/// Appended bytes after which an appender hands its rows to the transaction,
-/// so that DuckDB's appender buffer stays small (1M records, 3 streams: peak
-/// RSS 207–212 MB at 4 MiB against 216–221 MB at 8 MiB, same speed).
-const APPENDER_FLUSH_BYTES: u64 = 4 << 20;
-
-/// Appended bytes of all tables together after which every appender hands
-/// its rows to the transaction.
-const ALL_FLUSH_BYTES: u64 = 16 << 20;
+/// When appenders hand their rows to the transaction. A table's at 4 MiB, so
+/// that DuckDB's appender buffer stays small (1M records, 3 streams: peak RSS
+/// 207–212 MB at 4 MiB against 216–221 MB at 8 MiB, same speed); every
+/// table's at 16 MiB in all (8 MiB saved as much memory with 200 streams but
+/// took them from 7.5–7.7 s to 9.7–9.9 s).
+const FLUSH: FlushLimits = FlushLimits {
+    table: 4 << 20,
+    all: 16 << 20,
+};
 
 struct Target<'s> {
     /// Appends to the staging table while a truncate is in flight, to the
     /// live table otherwise. Created on first use.
     appender: Option<Appender<'s>>,
     table: String,
-    unflushed_bytes: u64,
     /// Rows appended in the open transaction (0: nothing to flush).
     txn_rows: u64,
     /// Record bytes of the table's open row group in the transaction.
@@ -84,14 +85,12 @@ impl Target<'_> {
                 .flush()
                 .with_context(|| format!("writing rows to \"{}\".\"{}\"", s.schema, self.table))?;
         }
-        self.unflushed_bytes = 0;
         Ok(())
     }
 
     /// Forgets the counts of a transaction that ended (committed or rolled
     /// back).
     fn end_transaction(&mut self) {
-        self.unflushed_bytes = 0;
         self.txn_rows = 0;
         self.open_group_bytes = 0;
     }
@@ -113,8 +112,8 @@ pub struct Sink<'s> {
     typed: Option<TypedWriter>,
     /// Whether typed rows were given up (see [`Sink::typed_failed`]).
     typed_failed: bool,
-    /// Appended bytes not yet handed to the transaction, all tables.
-    unflushed_total: u64,
+    /// Appended bytes not yet handed to the transaction, per table.
+    unflushed: Unflushed,
     /// Rows per row group of the database's tables
     /// (`Database::row_group_rows`). Inside one transaction DuckDB
     /// compresses and writes each table's group to the file as soon as it is
@@ -150,13 +149,13 @@ impl<'s> Sink<'s> {
                     WriteMode::Append => stream.table.clone(),
                     WriteMode::Truncate => stream.staging_table.clone(),
                 },
-                unflushed_bytes: 0,
                 txn_rows: 0,
                 open_group_bytes: 0,
                 meta: MetaText::of(stream),
             });
         }
         txn.commit().context("committing the streams' tables")?;
+        let unflushed = Unflushed::new(targets.len(), FLUSH);
         Ok(Sink {
             session,
             catalog,
@@ -167,7 +166,7 @@ impl<'s> Sink<'s> {
             group_rows,
             typed: None,
             typed_failed: false,
-            unflushed_total: 0,
+            unflushed,
         })
     }
 
@@ -226,33 +225,32 @@ impl<'s> Sink<'s> {
         if let Some(typed) = self.typed.as_mut() {
             typed.add(stream, id, emitted_at_micros, data, changes)?;
         }
-        target.unflushed_bytes += data.len() as u64;
-        self.unflushed_total += data.len() as u64;
         target.txn_rows += 1;
         target.open_group_bytes += data.len() as u64;
         if target.txn_rows.is_multiple_of(self.group_rows) {
             target.open_group_bytes = 0;
         }
-        if target.unflushed_bytes >= APPENDER_FLUSH_BYTES {
-            self.unflushed_total = self.unflushed_total.saturating_sub(target.unflushed_bytes);
-            target.flush(s)?;
-        }
-        if self.unflushed_total >= ALL_FLUSH_BYTES {
-            self.flush_appenders()?;
+        match self.unflushed.appended(stream, data.len() as u64) {
+            Flush::Nothing => {}
+            Flush::Table => target.flush(s)?,
+            Flush::All => self.flush_appenders()?,
         }
         Ok(())
     }
 
-    /// Hands every appender's buffered rows to the transaction: with many
-    /// streams, each below [`APPENDER_FLUSH_BYTES`], the buffers (outside
-    /// DuckDB's memory limit) would otherwise add up to a whole commit.
+    /// Hands every appender's buffered rows to the transaction.
     fn flush_appenders(&mut self) -> Result<()> {
-        for (target, s) in self.targets.iter_mut().zip(&self.catalog.streams) {
-            if target.unflushed_bytes > 0 {
+        for (i, (target, s)) in self
+            .targets
+            .iter_mut()
+            .zip(&self.catalog.streams)
+            .enumerate()
+        {
+            if self.unflushed.holds(i) > 0 {
                 target.flush(s)?;
             }
         }
-        self.unflushed_total = 0;
+        self.unflushed.flushed_all();
         Ok(())
     }
 
@@ -285,7 +283,8 @@ impl<'s> Sink<'s> {
     pub fn buffered_bytes(&self) -> u64 {
         self.targets
             .iter()
-            .map(|t| t.open_group_bytes.max(t.unflushed_bytes))
+            .enumerate()
+            .map(|(i, t)| t.open_group_bytes.max(self.unflushed.holds(i)))
             .sum()
     }
 
@@ -343,7 +342,7 @@ impl<'s> Sink<'s> {
         for target in &mut self.targets {
             target.end_transaction();
         }
-        self.unflushed_total = 0;
+        self.unflushed.flushed_all();
         // A COMMIT that fails has ended the transaction in DuckDB: the
         // guard is spent either way.
         let txn = self.txn.take().expect("commit checked for a transaction");
@@ -382,7 +381,7 @@ impl<'s> Sink<'s> {
             }
             target.end_transaction();
         }
-        self.unflushed_total = 0;
+        self.unflushed.flushed_all();
         if let Some(typed) = self.typed.as_mut() {
             typed.rollback();
         }

@@ -23,6 +23,7 @@ use std::thread::Scope;
 use anyhow::{anyhow, Context, Result};
 
 use super::sink::MetaText;
+use super::unflushed::{Flush, FlushLimits, Unflushed};
 use crate::catalog::Catalog;
 use crate::database::CATALOG;
 use crate::duck::{Appender, Cell, Linked, Session, Transaction};
@@ -30,14 +31,14 @@ use crate::typed::{self, Inline};
 
 /// Record bytes handed to the writer at a time.
 pub const CHUNK_BYTES: usize = 2 << 20;
-/// Record bytes of a stream after which its typed rows go from the
-/// appenders' buffers into the transaction: smaller than the raw side's,
-/// as the typed rows of a chunk are built while the next one waits.
-const FLUSH_BYTES: u64 = 2 << 20;
-/// Record bytes of all streams together after which every stream's typed
-/// rows go into the transaction: with hundreds of streams, each below
-/// [`FLUSH_BYTES`], the appenders' buffers would otherwise add up.
-const FLUSH_ALL_BYTES: u64 = 16 << 20;
+/// When typed rows go from the appenders' buffers into the transaction, in
+/// record bytes: a stream's at 2 MiB, smaller than the raw side's, as the
+/// typed rows of a chunk are built while the next one waits; every
+/// stream's at 16 MiB in all.
+const FLUSH: FlushLimits = FlushLimits {
+    table: 2 << 20,
+    all: 16 << 20,
+};
 /// Chunks on their way to the writer. Three busy threads share two cores;
 /// more, smaller chunks in the queue keep the appending thread from stalling
 /// whenever the typed thread falls behind for a moment (1M records, 3
@@ -250,8 +251,8 @@ struct Worker<'s> {
     generation: Vec<Option<i64>>,
     labels: Vec<String>,
     txn: Option<Transaction<'s>>,
-    /// Record bytes appended since every stream last flushed.
-    unflushed: u64,
+    /// Record bytes appended and not yet flushed, per stream.
+    unflushed: Unflushed,
 }
 
 impl<'s> Worker<'s> {
@@ -265,10 +266,10 @@ impl<'s> Worker<'s> {
                     pending: None,
                     pending_rows: 0,
                     seq: 0,
-                    unflushed: 0,
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let unflushed = Unflushed::new(targets.len(), FLUSH);
         let meta = catalog.streams.iter().map(MetaText::of).collect();
         Worker {
             session,
@@ -277,7 +278,7 @@ impl<'s> Worker<'s> {
             generation: catalog.streams.iter().map(|s| s.generation_id).collect(),
             labels: catalog.streams.iter().map(|s| s.label()).collect(),
             txn: None,
-            unflushed: 0,
+            unflushed,
         }
     }
 
@@ -339,21 +340,22 @@ impl<'s> Worker<'s> {
             target
                 .append(self.session, &input)
                 .with_context(|| format!("appending a typed row of {}", self.labels[r.stream]))?;
-            self.unflushed += input.data.len() as u64;
-        }
-        if self.unflushed >= FLUSH_ALL_BYTES {
-            self.flush_all()?;
+            match self.unflushed.appended(r.stream, input.data.len() as u64) {
+                Flush::Nothing => {}
+                Flush::Table => target.flush()?,
+                Flush::All => self.flush_all()?,
+            }
         }
         Ok(())
     }
 
     fn flush_all(&mut self) -> Result<()> {
-        for target in self.targets.iter_mut().flatten() {
-            if target.unflushed > 0 {
+        for (i, target) in self.targets.iter_mut().enumerate() {
+            if let Some(target) = target.as_mut().filter(|_| self.unflushed.holds(i) > 0) {
                 target.flush()?;
             }
         }
-        self.unflushed = 0;
+        self.unflushed.flushed_all();
         Ok(())
     }
 
@@ -374,7 +376,7 @@ impl<'s> Worker<'s> {
                 .execute(&typed::count_update(&counts))
                 .context("counting the raw rows the typed tables cover")?;
         }
-        self.unflushed = 0;
+        self.unflushed.flushed_all();
         if let Some(txn) = self.txn.take() {
             txn.commit().context("committing the typed rows")?;
         }
@@ -390,7 +392,7 @@ impl<'s> Worker<'s> {
         for target in self.targets.iter_mut().flatten() {
             target.discard();
         }
-        self.unflushed = 0;
+        self.unflushed.flushed_all();
         self.txn = None;
     }
 }
@@ -405,9 +407,6 @@ struct TypedTarget<'s> {
     pending_rows: u64,
     /// The arrival number of the stream's next record.
     seq: i64,
-    /// Record bytes appended since the appenders last handed their rows to
-    /// the transaction (which keeps their buffers small).
-    unflushed: u64,
 }
 
 /// The appender in `slot`, opened on `table` (schema, name) for `columns`
@@ -495,16 +494,11 @@ impl<'s> TypedTarget<'s> {
                 self.pending_rows += 1;
             }
         }
-        self.unflushed += r.data.len() as u64;
-        if self.unflushed >= FLUSH_BYTES {
-            self.flush()?;
-        }
         Ok(())
     }
 
     /// Hands the appended rows to the transaction.
     fn flush(&mut self) -> Result<()> {
-        self.unflushed = 0;
         for appender in [&mut self.appender, &mut self.pending]
             .into_iter()
             .flatten()
@@ -533,7 +527,6 @@ impl<'s> TypedTarget<'s> {
             appender.discard();
         }
         self.pending_rows = 0;
-        self.unflushed = 0;
     }
 }
 
