@@ -25,8 +25,8 @@ use crate::raw::{self, COLUMNS};
 /// When appenders hand their rows to the transaction. A table's at 4 MiB, so
 /// that DuckDB's appender buffer stays small (1M records, 3 streams: peak RSS
 /// 207–212 MB at 4 MiB against 216–221 MB at 8 MiB, same speed); every
-/// table's at 16 MiB in all (8 MiB saved as much memory with 200 streams but
-/// took them from 7.5–7.7 s to 9.7–9.9 s).
+/// table's at 16 MiB in all (an 8 MiB total lowered peak RSS about as much,
+/// but took 200 streams from 7.5–7.7 s to 9.7–9.9 s).
 const FLUSH: FlushLimits = FlushLimits {
     table: 4 << 20,
     all: 16 << 20,

@@ -24,9 +24,11 @@ pub enum Flush {
     All,
 }
 
-/// Unflushed bytes per table and in all. What [`Unflushed::appended`] makes
-/// due is counted as flushed at once: the caller flushes it or abandons the
-/// transaction.
+/// Unflushed bytes per table and in all. A [`Flush::Table`] is counted as
+/// flushed when [`Unflushed::appended`] returns it; after a [`Flush::All`]
+/// the counts stay until [`Unflushed::flushed_all`], as they say which
+/// tables to flush. Either way the caller flushes what is due or abandons
+/// the transaction.
 #[derive(Debug)]
 pub struct Unflushed {
     limits: FlushLimits,
@@ -43,20 +45,23 @@ impl Unflushed {
         }
     }
 
-    /// Counts `bytes` appended to `table` and says what is now due to flush.
-    /// On [`Flush::All`] the caller flushes every table that [`holds`]
-    /// bytes and then calls [`flushed_all`].
+    /// Counts `bytes` appended to `table` and says what is now due to flush:
+    /// the table alone once it holds its limit (the others hold less than
+    /// the total limit, or all would have been flushed before), otherwise
+    /// every table once all together hold the total limit ([`Flush::All`]:
+    /// the caller flushes every table that [`holds`] bytes, then calls
+    /// [`flushed_all`]).
     ///
     /// [`holds`]: Unflushed::holds
     /// [`flushed_all`]: Unflushed::flushed_all
     pub fn appended(&mut self, table: usize, bytes: u64) -> Flush {
         self.tables[table] += bytes;
         self.total += bytes;
-        if self.total >= self.limits.all {
-            Flush::All
-        } else if self.tables[table] >= self.limits.table {
-            self.flushed(table);
+        if self.tables[table] >= self.limits.table {
+            self.total -= std::mem::take(&mut self.tables[table]);
             Flush::Table
+        } else if self.total >= self.limits.all {
+            Flush::All
         } else {
             Flush::Nothing
         }
@@ -65,11 +70,6 @@ impl Unflushed {
     /// Bytes `table` holds.
     pub fn holds(&self, table: usize) -> u64 {
         self.tables[table]
-    }
-
-    /// `table`'s appender handed its rows over (or dropped them).
-    pub fn flushed(&mut self, table: usize) {
-        self.total -= std::mem::take(&mut self.tables[table]);
     }
 
     /// Every appender handed its rows over (or dropped them).
@@ -88,40 +88,67 @@ mod tests {
 
     #[test]
     fn a_busy_table_flushes_alone_and_many_quiet_ones_flush_together() {
-        let mut u = Unflushed::new(3, LIMITS);
+        let mut u = Unflushed::new(4, LIMITS);
         assert_eq!(u.appended(0, 3), Flush::Nothing);
         assert_eq!(u.appended(0, 1), Flush::Table);
         assert_eq!(u.holds(0), 0);
         assert_eq!(u.appended(0, 3), Flush::Nothing);
         assert_eq!(u.appended(1, 3), Flush::Nothing);
-        // Table 1 reaches its limit while all hold 7: it alone flushes.
+        // Table 1 reaches its limit: it alone flushes.
         assert_eq!(u.appended(1, 1), Flush::Table);
         assert_eq!((u.holds(0), u.holds(1)), (3, 0));
         assert_eq!(u.appended(1, 3), Flush::Nothing);
         assert_eq!(u.appended(2, 3), Flush::Nothing);
-        // 10 held, each table under its own limit: all flush.
-        assert_eq!(u.appended(2, 1), Flush::All);
+        // 9 held, each table under its own limit; one more byte in a
+        // fourth table reaches the total limit: all flush.
+        assert_eq!(u.appended(3, 1), Flush::All);
         u.flushed_all();
-        assert_eq!((u.holds(0), u.holds(1), u.holds(2)), (0, 0, 0));
+        assert!((0..4).all(|t| u.holds(t) == 0));
+    }
+
+    #[test]
+    fn a_table_past_its_limit_flushes_alone_even_when_all_reach_theirs() {
+        let mut u = Unflushed::new(3, LIMITS);
+        for t in 0..3 {
+            assert_eq!(u.appended(t, 3), Flush::Nothing);
+        }
+        // 10 held in all, but table 2 holds its 4: flushing it leaves 6.
+        assert_eq!(u.appended(2, 1), Flush::Table);
+        assert_eq!((u.holds(0), u.holds(1), u.holds(2)), (3, 3, 0));
     }
 
     proptest! {
-        /// Whatever the appends, once what is due is flushed every table
-        /// holds less than its limit and all together less than theirs: the
-        /// bound the appenders' memory relies on.
+        /// Against a model of what the caller's appenders hold (bytes added
+        /// on every append, a table's dropped when it alone is flushed,
+        /// every table's when all are): the account says what they hold,
+        /// and once what is due is flushed every table holds less than its
+        /// limit and all together less than theirs, the bound the appenders'
+        /// memory relies on. A flush is only due when a limit was reached.
         #[test]
         fn held_bytes_stay_bounded(appends in prop::collection::vec((0usize..5, 0u64..6), 0..200)) {
             let mut u = Unflushed::new(5, LIMITS);
+            let mut held = [0u64; 5];
             for (table, bytes) in appends {
+                held[table] += bytes;
+                let reached =
+                    held[table] >= LIMITS.table || held.iter().sum::<u64>() >= LIMITS.all;
                 match u.appended(table, bytes) {
-                    Flush::All => u.flushed_all(),
-                    Flush::Table => prop_assert_eq!(u.holds(table), 0),
-                    Flush::Nothing => {}
+                    Flush::All => {
+                        prop_assert!(reached);
+                        u.flushed_all();
+                        held = [0; 5];
+                    }
+                    Flush::Table => {
+                        prop_assert!(held[table] >= LIMITS.table);
+                        held[table] = 0;
+                    }
+                    Flush::Nothing => prop_assert!(!reached),
                 }
-                let total: u64 = (0..5).map(|t| u.holds(t)).sum();
-                prop_assert_eq!(total, u.total);
-                prop_assert!(total < LIMITS.all);
-                prop_assert!((0..5).all(|t| u.holds(t) < LIMITS.table));
+                for (t, &h) in held.iter().enumerate() {
+                    prop_assert_eq!(u.holds(t), h);
+                    prop_assert!(h < LIMITS.table);
+                }
+                prop_assert!(held.iter().sum::<u64>() < LIMITS.all);
             }
         }
     }
