@@ -52,6 +52,14 @@ pub(super) enum Rule {
     OrderText,
 }
 
+/// A rule as it is made in the file: its macro's name, and the definition
+/// that name's hash is taken of, `(params) AS (body)`.
+struct Made {
+    rule: Rule,
+    name: String,
+    definition: String,
+}
+
 impl Rule {
     /// Every rule, each with its macro's name: the rule's, and a hash of its
     /// definition, so that a rule never changes under a name. A version of
@@ -59,8 +67,8 @@ impl Rule {
     /// name, and the views it makes call that one (their text changes, so
     /// they are made again), while views it leaves keep the rules they were
     /// made with.
-    fn all() -> &'static [(Rule, String)] {
-        static RULES: OnceLock<Vec<(Rule, String)>> = OnceLock::new();
+    fn all() -> &'static [Made] {
+        static RULES: OnceLock<Vec<Made>> = OnceLock::new();
         RULES.get_or_init(|| {
             ColType::ALL
                 .into_iter()
@@ -76,9 +84,13 @@ impl Rule {
                 ])
                 .map(|rule| {
                     let (params, body) = rule.definition();
-                    let text = format!("({}) AS ({body})", params.join(", "));
-                    let hash = internal::fnv1a64(text.as_bytes());
-                    (rule, format!("{}_{hash:016x}", rule.name()))
+                    let definition = format!("({}) AS ({body})", params.join(", "));
+                    let hash = internal::fnv1a64(definition.as_bytes());
+                    Made {
+                        rule,
+                        name: format!("{}_{hash:016x}", rule.name()),
+                        definition,
+                    }
                 })
                 .collect()
         })
@@ -95,11 +107,11 @@ impl Rule {
 
     /// The macro's name (see [`Rule::all`]).
     fn macro_name(self) -> &'static str {
-        let (_, name) = Rule::all()
+        &Rule::all()
             .iter()
-            .find(|(rule, _)| *rule == self)
-            .expect("every rule is in all()");
-        name
+            .find(|made| made.rule == self)
+            .expect("every rule is in all()")
+            .name
     }
 
     fn name(self) -> &'static str {
@@ -175,12 +187,11 @@ fn call(scope: Scope, rule: Rule, args: &[&str]) -> String {
 pub(super) fn create_rules() -> String {
     Rule::all()
         .iter()
-        .map(|(rule, name)| {
-            let (params, body) = rule.definition();
+        .map(|made| {
             format!(
-                "CREATE MACRO IF NOT EXISTS {}({}) AS ({body});\n",
-                internal::typing_rule(name),
-                params.join(", ")
+                "CREATE MACRO IF NOT EXISTS {}{};\n",
+                internal::typing_rule(&made.name),
+                made.definition
             )
         })
         .collect()
@@ -764,14 +775,18 @@ mod tests {
     /// calls is made; names differ.
     #[test]
     fn rules_call_no_rule_and_every_rule_is_made() {
-        for (rule, _) in Rule::all() {
-            let (_, body) = rule.definition();
-            assert!(!body.contains(crate::names::INTERNAL_SCHEMA), "{rule:?}");
+        for made in Rule::all() {
+            let (_, body) = made.rule.definition();
+            assert!(
+                !body.contains(crate::names::INTERNAL_SCHEMA),
+                "{:?}",
+                made.rule
+            );
         }
         let made = create_rules();
         for ty in ColType::ALL {
             if let Some(rule) = Rule::casting(ty) {
-                assert!(Rule::all().iter().any(|(r, _)| *r == rule));
+                assert!(Rule::all().iter().any(|made| made.rule == rule));
                 let name = internal::typing_rule(rule.macro_name());
                 assert!(
                     made.contains(&format!("MACRO IF NOT EXISTS {name}(")),
@@ -779,8 +794,10 @@ mod tests {
                 );
             }
         }
-        let names: std::collections::HashSet<_> =
-            Rule::all().iter().map(|(r, _)| r.macro_name()).collect();
+        let names: std::collections::HashSet<_> = Rule::all()
+            .iter()
+            .map(|made| made.rule.macro_name())
+            .collect();
         assert_eq!(names.len(), Rule::all().len());
     }
 
