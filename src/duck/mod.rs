@@ -28,7 +28,8 @@ use std::os::raw::c_char;
 
 pub use appender::{Appender, Cell, Physical, Row};
 pub use error::{names_storage_full, scrub, DuckError};
-pub use session::{Linked, Session, Transaction};
+pub use result::Value;
+pub use session::{Linked, ResultRow, Session, Transaction};
 
 type Result<T> = std::result::Result<T, DuckError>;
 

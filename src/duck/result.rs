@@ -1,4 +1,5 @@
-//! Reading a query's result through data chunks, as text per value.
+//! Reading a query's result through data chunks, as a typed [`Value`] per
+//! value.
 
 use std::os::raw::c_void;
 
@@ -85,12 +86,8 @@ impl Drop for Chunk {
 }
 
 impl Chunk {
-    /// Appends this chunk's rows to `rows`, as text.
-    pub(super) fn read_into(
-        &self,
-        columns: &[Column],
-        rows: &mut Vec<Vec<Option<String>>>,
-    ) -> Result<()> {
+    /// Appends this chunk's rows to `rows`.
+    pub(super) fn read_into(&self, columns: &[Column], rows: &mut Vec<Vec<Value>>) -> Result<()> {
         if self.0.is_null() {
             return Ok(());
         }
@@ -111,7 +108,9 @@ impl Chunk {
         rows.extend((0..size).map(|_| Vec::with_capacity(columns.len())));
         for (c, column) in columns.iter().enumerate() {
             if let Column::Null = column {
-                rows[first..].iter_mut().for_each(|row| row.push(None));
+                rows[first..]
+                    .iter_mut()
+                    .for_each(|row| row.push(Value::Null));
                 continue;
             }
             // SAFETY: the chunk is live and `c` is below its column count.
@@ -138,7 +137,12 @@ impl Chunk {
                 let valid = unsafe { ffi::duckdb_validity_row_is_valid(validity, r as u64) };
                 // SAFETY: `data` is the flat data of a live vector whose type
                 // `column` was derived from, and `r` is below the chunk's size.
-                row.push(valid.then(|| unsafe { column.text(data, r) }));
+                row.push(if valid {
+                    // SAFETY: as above.
+                    unsafe { column.value(data, r) }
+                } else {
+                    Value::Null
+                });
             }
         }
         Ok(())
@@ -188,21 +192,20 @@ impl Column {
         })
     }
 
-    /// The value at `row` as text: what DuckDB's cast to VARCHAR gives,
-    /// except that floating-point numbers use Rust's shortest form.
+    /// The value at `row`.
     ///
     /// # Safety
     ///
     /// `data` is the data of a live flat vector of this column's type, and
     /// `row` is below the size of its chunk.
-    unsafe fn text(self, data: *mut c_void, row: usize) -> String {
+    unsafe fn value(self, data: *mut c_void, row: usize) -> Value {
         // SAFETY: by this function's contract `data` holds at least
         // `row + 1` aligned values of the type this variant names, so every
         // `data.cast::<T>().add(row)` below is in bounds and readable.
         unsafe {
             match self {
-                // Never read: `Chunk::read_into` gives these columns `None`.
-                Column::Null => String::new(),
+                // Never read: `Chunk::read_into` gives these columns `Null`.
+                Column::Null => Value::Null,
                 Column::Text => {
                     let s = data.cast::<ffi::duckdb_string_t>().add(row);
                     // The bytes are inline in the vector (12 bytes or fewer)
@@ -210,29 +213,80 @@ impl Column {
                     let len = ffi::duckdb_string_t_length(*s) as usize;
                     let bytes =
                         std::slice::from_raw_parts(ffi::duckdb_string_t_data(s).cast::<u8>(), len);
-                    String::from_utf8_lossy(bytes).into_owned()
+                    Value::Text(String::from_utf8_lossy(bytes).into_owned())
                 }
                 // DuckDB stores a BOOLEAN as one byte, 0 or 1.
-                Column::Bool => (data.cast::<u8>().add(row).read() != 0).to_string(),
-                Column::I8 => data.cast::<i8>().add(row).read().to_string(),
-                Column::I16 => data.cast::<i16>().add(row).read().to_string(),
-                Column::I32 => data.cast::<i32>().add(row).read().to_string(),
-                Column::I64 => data.cast::<i64>().add(row).read().to_string(),
+                Column::Bool => Value::Bool(data.cast::<u8>().add(row).read() != 0),
+                Column::I8 => Value::Int(data.cast::<i8>().add(row).read().into()),
+                Column::I16 => Value::Int(data.cast::<i16>().add(row).read().into()),
+                Column::I32 => Value::Int(data.cast::<i32>().add(row).read().into()),
+                Column::I64 => Value::Int(data.cast::<i64>().add(row).read().into()),
                 Column::I128 => {
                     let h = data.cast::<ffi::duckdb_hugeint>().add(row).read();
-                    ((i128::from(h.upper) << 64) | i128::from(h.lower)).to_string()
+                    Value::Int((i128::from(h.upper) << 64) | i128::from(h.lower))
                 }
-                Column::U8 => data.cast::<u8>().add(row).read().to_string(),
-                Column::U16 => data.cast::<u16>().add(row).read().to_string(),
-                Column::U32 => data.cast::<u32>().add(row).read().to_string(),
-                Column::U64 => data.cast::<u64>().add(row).read().to_string(),
+                Column::U8 => Value::Int(data.cast::<u8>().add(row).read().into()),
+                Column::U16 => Value::Int(data.cast::<u16>().add(row).read().into()),
+                Column::U32 => Value::Int(data.cast::<u32>().add(row).read().into()),
+                Column::U64 => Value::Int(data.cast::<u64>().add(row).read().into()),
                 Column::U128 => {
                     let h = data.cast::<ffi::duckdb_uhugeint>().add(row).read();
-                    ((u128::from(h.upper) << 64) | u128::from(h.lower)).to_string()
+                    let v = (u128::from(h.upper) << 64) | u128::from(h.lower);
+                    // Beyond i128 (no metadata query of ours comes near it):
+                    // kept as text rather than wrapped.
+                    i128::try_from(v).map_or_else(|_| Value::Text(v.to_string()), Value::Int)
                 }
-                Column::F32 => data.cast::<f32>().add(row).read().to_string(),
-                Column::F64 => data.cast::<f64>().add(row).read().to_string(),
+                Column::F32 => Value::Float(data.cast::<f32>().add(row).read().into()),
+                Column::F64 => Value::Float(data.cast::<f64>().add(row).read()),
             }
+        }
+    }
+}
+
+/// One value of a metadata query, as DuckDB typed it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// Any integer type.
+    Int(i128),
+    /// FLOAT or DOUBLE.
+    Float(f64),
+    Text(String),
+}
+
+impl Value {
+    /// An integer that fits an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(v) => i64::try_from(*v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as text, as DuckDB's cast to VARCHAR gives it, except that
+    /// floating-point numbers use Rust's shortest form; None for NULL.
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Value::Null => None,
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(v) => Some(v.to_string()),
+            Value::Float(v) => Some(v.to_string()),
+            Value::Text(s) => Some(s),
         }
     }
 }

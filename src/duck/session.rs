@@ -6,7 +6,7 @@ use std::ptr;
 
 use libduckdb_sys as ffi;
 
-use super::result::{Chunk, QueryResult};
+use super::result::{Chunk, QueryResult, Value};
 use super::{cstring, message, DuckError, Result};
 
 /// One in-process DuckDB instance and one connection to it.
@@ -147,10 +147,10 @@ impl Session {
         self.run(sql).map(drop)
     }
 
-    /// Runs SQL and returns the last statement's rows as text (`None` for
-    /// NULL). Meant for small metadata queries: text, booleans, integers
-    /// and floating-point numbers; any other column type is an error.
-    pub fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+    /// Runs SQL and returns the last statement's rows, typed. Meant for
+    /// small metadata queries: text, booleans, integers and floating-point
+    /// numbers; any other column type is an error.
+    pub fn query_values(&self, sql: &str) -> Result<Vec<Vec<Value>>> {
         let mut res = self.run(sql)?;
         let columns = res.columns()?;
         let mut rows = Vec::new();
@@ -170,6 +170,25 @@ impl Session {
             return Err(res.error("DuckDB could not read a query result"));
         }
         Ok(rows)
+    }
+
+    /// The first row of a metadata query (no values when it has none).
+    pub fn query_row(&self, sql: &str) -> Result<ResultRow> {
+        Ok(ResultRow(
+            self.query_values(sql)?
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// [`Session::query_values`] as text (`None` for NULL).
+    pub fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        Ok(self
+            .query_values(sql)?
+            .into_iter()
+            .map(|row| row.into_iter().map(Value::into_text).collect())
+            .collect())
     }
 
     /// The first two columns of every row, for rows where both are not
@@ -252,5 +271,28 @@ impl Drop for Session {
                 ffi::duckdb_close(&mut self.db);
             }
         }
+    }
+}
+
+/// One row of a metadata query, read by column position.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultRow(pub Vec<Value>);
+
+impl ResultRow {
+    /// Column `i` as an integer; None for NULL, another type, or no such
+    /// column.
+    pub fn int(&self, i: usize) -> Option<i64> {
+        self.0.get(i).and_then(Value::as_i64)
+    }
+
+    /// Column `i` as text; None for NULL, another type, or no such column.
+    pub fn text(&self, i: usize) -> Option<&str> {
+        self.0.get(i).and_then(Value::as_str)
+    }
+
+    /// Column `i` as a boolean; None for NULL, another type, or no such
+    /// column.
+    pub fn bool(&self, i: usize) -> Option<bool> {
+        self.0.get(i).and_then(Value::as_bool)
     }
 }
