@@ -75,18 +75,19 @@ fn stream_state(stream: &str, ns: &str, n: i64) -> String {
     )
 }
 
-/// The typed rows as text, ordered by the given columns.
+/// The typed rows as text, ordered by the given columns (each cast to
+/// VARCHAR by the caller); DuckDB 1.4, 1.5 and 2.0 must read the same.
 fn rows(h: &Harness, relation: &str, columns: &str, order: &str) -> Vec<Vec<String>> {
-    h.strings(&format!(
-        "SELECT {columns} FROM {relation} ORDER BY {order}"
-    ))
-    .into_iter()
-    .map(|r| {
-        r.into_iter()
-            .map(|v| v.unwrap_or_else(|| "NULL".into()))
-            .collect()
-    })
-    .collect()
+    let query = format!("SELECT {columns} FROM {relation} ORDER BY {order}");
+    crate::util::assert_readers_agree(h, std::slice::from_ref(&query));
+    h.strings(&query)
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                .collect()
+        })
+        .collect()
 }
 
 fn owned(rows: &[&[&str]]) -> Vec<Vec<String>> {
@@ -668,12 +669,15 @@ fn tables_mode_matches_views_over_many_syncs_and_overwrites() {
 #[test]
 fn typed_names_never_clobber_raw_tables_or_foreign_tables() {
     let h = harness("views");
-    // A table of the user's own where the typed view would go.
+    // A table of the user's own where the typed view would go, in a file
+    // every reader can open (DuckDB 2.0's own format is newer than 1.4's).
     {
-        let conn = duckdb::Connection::open(h.db_path()).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE main.users (mine INTEGER); INSERT INTO main.users VALUES (42);",
-        )
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "ATTACH '{}' AS f (STORAGE_VERSION 'v1.0.0'); \
+             CREATE TABLE f.main.users (mine INTEGER); INSERT INTO f.main.users VALUES (42);",
+            h.db_path().display()
+        ))
         .unwrap();
     }
     let mut catalog = catalog_of(

@@ -38,6 +38,7 @@ mod fast;
 mod inline;
 mod refresh;
 mod sql;
+mod text;
 mod types;
 
 use std::collections::{HashMap, HashSet};

@@ -1,7 +1,7 @@
 //! The SQL of a typed relation: [`Query`] builds the typed rows of a raw
 //! table, the deduplicated latest row per key, and the helper columns the
 //! refresh merges on; [`cast`] types one JSON value; the cursor order
-//! (`cursor_order`, `json_order`, `instant`) ranks cursor values so views
+//! (`cursor_order`, `json_order`) ranks cursor values so views
 //! and tables agree whatever the schema says. Pure text: nothing here
 //! touches the database, and the text is what view definitions are hashed
 //! by, so it changes only on purpose.
@@ -14,6 +14,7 @@ use crate::internal;
 use crate::names::{literal, qualified, quote};
 
 use super::fast::CDC_DELETED_AT;
+use super::text;
 
 /// A JSON pointer (RFC 6901) to a property path, as an SQL literal.
 fn pointer(path: &[String]) -> String {
@@ -45,6 +46,9 @@ pub(super) enum Rule {
     Nulled,
     /// `_airbyte_meta` with the NULLED changes of a list of properties.
     Meta,
+    /// The literal text of the number at a JSON pointer of a document
+    /// (see `text::numbers_as_strings`).
+    Literal,
     InstantNumber,
     OrderRank,
     OrderNumber,
@@ -76,6 +80,7 @@ impl Rule {
                 .chain([
                     Rule::Nulled,
                     Rule::Meta,
+                    Rule::Literal,
                     Rule::InstantNumber,
                     Rule::OrderRank,
                     Rule::OrderNumber,
@@ -127,6 +132,7 @@ impl Rule {
             Rule::Cast(ty) => unreachable!("{ty:?} is written out (Rule::casting)"),
             Rule::Nulled => "nulled",
             Rule::Meta => "meta",
+            Rule::Literal => "literal",
             Rule::InstantNumber => "instant_number",
             Rule::OrderRank => "order_rank",
             Rule::OrderNumber => "order_number",
@@ -139,7 +145,15 @@ impl Rule {
     fn definition(self) -> (&'static [&'static str], String) {
         match self {
             // The value itself is only read by the written-out rules.
-            Rule::Cast(ty) => (&["t", "s"], cast_body("NULL", "t", "s", ty)),
+            Rule::Cast(ColType::Bigint) => (
+                &["t", "s", "l"],
+                cast_body("NULL", "t", "s", "l", ColType::Bigint),
+            ),
+            Rule::Cast(ty) => (&["t", "s"], cast_body("NULL", "t", "s", "NULL", ty)),
+            Rule::Literal => (
+                &["d", "p"],
+                format!("json_extract_string({}, p)", text::numbers_as_strings("d")),
+            ),
             Rule::Nulled => (
                 &["t", "typed", "property"],
                 "CASE WHEN t <> 'NULL' AND typed IS NULL THEN property END".to_string(),
@@ -368,6 +382,9 @@ impl<'a> Query<'a> {
             "_airbyte_ab_id, _airbyte_emitted_at, _airbyte_meta, _airbyte_generation_id"
                 .to_string(),
         ];
+        if self.columns.iter().any(|c| c.ty == ColType::Bigint) {
+            l1.push("_airbyte_data".to_string());
+        }
         if !self.columns.is_empty() {
             let pointers: Vec<String> = self
                 .columns
@@ -399,12 +416,25 @@ impl<'a> Query<'a> {
         let filter = after.map_or(String::new(), |w| format!(" WHERE rowid > {w}"));
         let l1 = format!("SELECT {} FROM {}{filter}", l1.join(", "), self.raw);
         let mut l1b = vec!["*".to_string()];
-        for i in 0..self.columns.len() {
+        for (i, c) in self.columns.iter().enumerate() {
+            let n = i + 1;
             l1b.push(format!(
                 "_airbyte_values[{n}] AS _airbyte_v{i}, _airbyte_strings[{n}] AS _airbyte_s{i}, \
-                 _airbyte_types[{n}] AS _airbyte_t{i}",
-                n = i + 1
+                 _airbyte_types[{n}] AS _airbyte_t{i}"
             ));
+            // An integer column reads a number with a fraction or an
+            // exponent from its literal text, which DuckDB's JSON reader
+            // does not keep (it holds the number as a DOUBLE).
+            if c.ty == ColType::Bigint {
+                let literal = call(
+                    self.scope,
+                    Rule::Literal,
+                    &["_airbyte_data", &pointer(std::slice::from_ref(&c.property))],
+                );
+                l1b.push(format!(
+                    "CASE WHEN _airbyte_types[{n}] = 'DOUBLE' THEN {literal} END AS _airbyte_l{i}"
+                ));
+            }
         }
         format!("SELECT {} FROM ({l1})", l1b.join(", "))
     }
@@ -629,7 +659,7 @@ fn json_order_body(v: &str) -> [String; 4] {
     let s = format!("({v} ->> '$')");
     // Written out, not called: no rule calls another (see
     // `rules_call_no_rule_and_every_rule_is_made`).
-    let instant = instant(&s);
+    let instant = text::date_time(&s, true);
     let integer = format!("{t} IN ('BIGINT', 'UBIGINT', 'HUGEINT')");
     [
         format!(
@@ -653,54 +683,6 @@ fn json_order_body(v: &str) -> [String; 4] {
     ]
 }
 
-/// A date-time text `s` (an SQL expression) as an instant: with its offset
-/// when it has one, as UTC when it has none; NULL when it is no date-time.
-/// `Z`, `UTC` and `GMT` suffixes mean `+00`; a `T` may separate date and
-/// time.
-///
-/// Only ISO 8601 shapes are read (`2024-01-01`, with ` 10:00`, `:00`,
-/// `.123` and an offset `+05`, `+0530`, `+05:30` as they come): DuckDB's own
-/// casts take more (zone names such as `EST`, which they then drop, `BC`),
-/// and take different things from version to version, which would make a
-/// view read by another DuckDB disagree with a table built here. Anything
-/// else is no date-time. A missing seconds field is added for the same
-/// reason (DuckDB 1.4 refuses `10:00+05:30`). `infinity` stays infinite.
-fn instant(s: &str) -> String {
-    let n = time_text(s);
-    let iso = format!(
-        "regexp_full_match({n}, '[0-9]{{4,}}-[0-9]{{2}}-[0-9]{{2}}\
-         ( [0-9]{{1,2}}:[0-9]{{2}}(:[0-9]{{2}}([.][0-9]+)?)?)?( ?[+-][0-9]{{1,2}}(:?[0-9]{{2}})?)?')"
-    );
-    // `10:00` -> `10:00:00`, before an offset or at the end; no space
-    // before the offset.
-    let full = format!(
-        "regexp_replace(regexp_replace({n}, '( [0-9]{{1,2}}:[0-9]{{2}})( ?[+-]|$)', '\\1:00\\2'), \
-         ' ([+-][0-9]{{1,2}}(:?[0-9]{{2}})?)$', '\\1')"
-    );
-    let offset = TIME_OFFSET;
-    let local = format!("TRY_CAST({full} AS TIMESTAMP)");
-    format!(
-        "CASE WHEN lower(trim({s})) IN ('infinity', '-infinity') \
-         THEN TRY_CAST(trim({s}) AS TIMESTAMP WITH TIME ZONE) \
-         WHEN NOT {iso} THEN NULL \
-         WHEN regexp_matches({full}, '[0-9]:[0-9]{{2}}(:[0-9]{{2}})?([.][0-9]+)?{offset}') \
-         THEN TRY_CAST({full} AS TIMESTAMP WITH TIME ZONE) \
-         ELSE TRY_CAST({local}::VARCHAR || '+00' AS TIMESTAMP WITH TIME ZONE) END"
-    )
-}
-
-/// A time zone offset at the end of a time text (`+02`, `-0530`, `+05:30`).
-const TIME_OFFSET: &str = "\\s*[+-][0-9]{1,2}(:?[0-9]{2})?$";
-
-/// Date-time or time text `s`, normalized for DuckDB's parser: a `Z`, `UTC`
-/// or `GMT` suffix becomes `+00`, a `T`/`t` between date and time a space.
-fn time_text(s: &str) -> String {
-    format!(
-        "regexp_replace(regexp_replace(trim({s}), '\\s*([Zz]|UTC|GMT)$', '+00'), \
-         '^([0-9]{{4,}}-[0-9]{{2}}-[0-9]{{2}})[Tt ]\\s*', '\\1 ')"
-    )
-}
-
 /// The SQL that types property `i` (its JSON value `_airbyte_v<i>`, text
 /// `_airbyte_s<i>` and JSON type `_airbyte_t<i>`, all NULL when the property
 /// is missing) as `ty`; NULL where the value does not fit. The short rules
@@ -709,21 +691,20 @@ fn cast(scope: Scope, i: usize, ty: ColType) -> String {
     let v = format!("_airbyte_v{i}");
     let t = format!("_airbyte_t{i}");
     let s = format!("_airbyte_s{i}");
+    let l = format!("_airbyte_l{i}");
     match Rule::casting(ty) {
+        Some(rule @ Rule::Cast(ColType::Bigint)) => call(scope, rule, &[&t, &s, &l]),
         Some(rule) => call(scope, rule, &[&t, &s]),
-        None => cast_body(&v, &t, &s, ty),
+        None => cast_body(&v, &t, &s, &l, ty),
     }
 }
 
-/// [`cast`] written out over the value `v`, its text `s` and its JSON type
-/// `t`.
-fn cast_body(v: &str, t: &str, s: &str, ty: ColType) -> String {
+/// [`cast`] written out over the value `v`, its text `s`, its JSON type
+/// `t`, and for a BIGINT column `l`, the literal text of a number DuckDB's
+/// JSON reader holds as a DOUBLE (see [`Query::raw_values`]). What text
+/// each type accepts is [`text`]'s.
+fn cast_body(v: &str, t: &str, s: &str, l: &str, ty: ColType) -> String {
     let json_number = format!("{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')");
-    // Numeric text: DuckDB's casts also take digit separators (`1_000`),
-    // which no JSON source means as a number.
-    let numeric_text = format!("{t} = 'VARCHAR' AND NOT contains({s}, '_')");
-    let n = time_text(s);
-    let offset = TIME_OFFSET;
     let is_string = format!("{t} = 'VARCHAR'");
     match ty {
         // Non-strings as their JSON text.
@@ -732,34 +713,35 @@ fn cast_body(v: &str, t: &str, s: &str, ty: ColType) -> String {
             "CASE WHEN {t} = 'BOOLEAN' THEN {s} = 'true' WHEN {is_string} THEN \
              CASE lower(trim({s})) WHEN 'true' THEN true WHEN 'false' THEN false END END"
         ),
-        ColType::Bigint => {
-            let d = format!("TRY_CAST({s} AS DOUBLE)");
-            format!(
-                "CASE WHEN {json_number} OR ({numeric_text}) THEN CASE \
-                 WHEN regexp_full_match(trim({s}), '[+-]?[0-9]+') THEN TRY_CAST(trim({s}) AS BIGINT) \
-                 WHEN {d} = trunc({d}) AND abs({d}) < 9.223372036854775807e18 THEN CAST({d} AS BIGINT) END END"
-            )
-        }
+        // An integer's text is exact; a number with a fraction or an
+        // exponent is read from its literal, never through a DOUBLE.
+        ColType::Bigint => format!(
+            "CASE WHEN {t} IN ('BIGINT', 'UBIGINT', 'HUGEINT') THEN TRY_CAST({s} AS BIGINT) \
+             WHEN {t} = 'DOUBLE' THEN {} WHEN {is_string} THEN {} END",
+            text::integer(l),
+            text::integer(&format!("trim({s})"))
+        ),
         // A JSON number beyond DOUBLE's range (`1e400`) does not fit; the
         // strings "NaN" and "Infinity" are how sources send those values.
         ColType::Double => format!(
             "CASE WHEN {json_number} THEN CASE WHEN isinf(TRY_CAST({s} AS DOUBLE)) THEN NULL \
              ELSE TRY_CAST({s} AS DOUBLE) END \
-             WHEN {numeric_text} THEN TRY_CAST(trim({s}) AS DOUBLE) END"
+             WHEN {is_string} THEN {} END",
+            text::double(&format!("trim({s})"))
         ),
-        ColType::Date => format!("CASE WHEN {is_string} THEN TRY_CAST(trim({s}) AS DATE) END"),
-        ColType::Timestamp => {
-            format!("CASE WHEN {is_string} THEN TRY_CAST({n} AS TIMESTAMP) END")
-        }
+        ColType::Date => format!("CASE WHEN {is_string} THEN {} END", text::date(s)),
+        ColType::Timestamp => format!(
+            "CASE WHEN {is_string} THEN {} END",
+            text::date_time(s, false)
+        ),
         // Text without an offset is UTC, whatever the reading session's
-        // time zone: the offset is added before the cast.
-        ColType::Timestamptz => format!("CASE WHEN {is_string} THEN {} END", instant(s)),
-        ColType::Time => format!("CASE WHEN {is_string} THEN TRY_CAST({n} AS TIME) END"),
-        ColType::Timetz => format!(
-            "CASE WHEN {is_string} THEN CASE WHEN regexp_matches({n}, '{offset}') \
-             THEN TRY_CAST({n} AS TIME WITH TIME ZONE) \
-             ELSE TRY_CAST(TRY_CAST({n} AS TIME)::VARCHAR || '+00' AS TIME WITH TIME ZONE) END END"
+        // time zone.
+        ColType::Timestamptz => format!(
+            "CASE WHEN {is_string} THEN {} END",
+            text::date_time(s, true)
         ),
+        ColType::Time => format!("CASE WHEN {is_string} THEN {} END", text::time(s, false)),
+        ColType::Timetz => format!("CASE WHEN {is_string} THEN {} END", text::time(s, true)),
         ColType::Json => format!("CASE WHEN {t} <> 'NULL' THEN {v} END"),
         ColType::JsonObject => format!("CASE WHEN {t} = 'OBJECT' THEN {v} END"),
         ColType::JsonArray => format!("CASE WHEN {t} = 'ARRAY' THEN {v} END"),

@@ -423,3 +423,50 @@ pub fn python_with_duckdb(version: &str) -> PathBuf {
     }
     python
 }
+
+/// The DuckDB releases whose Python packages read the tests' files beside
+/// the tests' own reader (the `duckdb` crate, DuckDB 2.0.0): the 1.4 LTS
+/// line most tools ship, 1.5, and 2.0.
+pub const READERS: [&str; 3] = ["1.4.3", "1.5.6", "2.0.1"];
+
+/// The rows of each of `queries` over `db`, read by DuckDB `version`
+/// through Python (`tests/util/read_rows.py`), each value as text.
+pub fn read_with(version: &str, db: &Path, queries: &[String]) -> Vec<Vec<Vec<Option<String>>>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/util/read_rows.py");
+    let mut child = Command::new(python_with_duckdb(version))
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = json!({"db": db.to_str().unwrap(), "queries": queries});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "DuckDB {version} could not read {}: {}",
+        db.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], version, "the reader's DuckDB version");
+    serde_json::from_value(v["rows"].clone()).unwrap()
+}
+
+/// Every reader of [`READERS`] gets from `queries` (which cast every
+/// column to VARCHAR) exactly the rows the tests' own reader gets.
+pub fn assert_readers_agree(h: &Harness, queries: &[String]) {
+    let ours: Vec<_> = queries.iter().map(|q| h.strings(q)).collect();
+    for version in READERS {
+        let theirs = read_with(version, &h.db_path(), queries);
+        for ((q, a), b) in queries.iter().zip(&ours).zip(&theirs) {
+            assert_eq!(a, b, "DuckDB {version} reads other rows from: {q}");
+        }
+    }
+}
