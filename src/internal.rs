@@ -20,8 +20,9 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 
+use crate::catalog::Stream;
 use crate::duck::Session;
-use crate::names::{self, qualified_schema};
+use crate::names::{self, literal, qualified_schema};
 
 pub use crate::names::INTERNAL_SCHEMA as SCHEMA;
 
@@ -159,22 +160,66 @@ pub fn free_name(plain: &str, stream_key: &str, taken: impl Fn(&str) -> bool) ->
     name
 }
 
-/// Creates the stream/table registry (idempotent).
+/// Creates the stream/table registry (idempotent). `rewrites` came later
+/// than the table, hence the `ADD COLUMN` for databases made before.
 pub fn create_stream_registry(session: &Session) -> Result<()> {
+    let registry = qualified(STREAM_TABLES);
     session
         .execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {}; \
-             CREATE TABLE IF NOT EXISTS {} \
+             CREATE TABLE IF NOT EXISTS {registry} \
              (stream_key VARCHAR, schema_name VARCHAR, table_name VARCHAR, \
-              recorded_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp)",
+              recorded_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp, \
+              rewrites BIGINT DEFAULT 0); \
+             ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS rewrites BIGINT DEFAULT 0",
             qualified_schema(SCHEMA),
-            qualified(STREAM_TABLES)
         ))
         .context("creating the stream/table registry")
 }
 
-/// Creates the typed relation registry (idempotent). `definition` came
-/// later than the table, hence the `ADD COLUMN` for databases made before.
+/// The statement that records, for each stream in `streams`, that its raw
+/// rows changed other than by appending (an overwrite replaced them, the
+/// table was made again or adopted): its rewrite count goes up, in the
+/// caller's transaction, so no typed table's coverage recorded before
+/// still matches (`typed::coverage`). None for no streams.
+pub fn count_rewrites<'a>(streams: impl IntoIterator<Item = &'a Stream>) -> Option<String> {
+    let keys: Vec<String> = streams
+        .into_iter()
+        .map(|s| {
+            format!(
+                "({}, {})",
+                literal(&stream_key(&s.namespace, &s.name)),
+                literal(&s.schema)
+            )
+        })
+        .collect();
+    // One statement however many streams (a first sync of a large catalog
+    // makes every table).
+    (!keys.is_empty()).then(|| {
+        format!(
+            "UPDATE {r} SET rewrites = coalesce({r}.rewrites, 0) + 1 FROM (VALUES {}) v(k, s) \
+             WHERE {r}.stream_key = v.k AND lower({r}.schema_name) = lower(v.s)",
+            keys.join(", "),
+            r = qualified(STREAM_TABLES),
+        )
+    })
+}
+
+/// An SQL expression: stream `s`'s raw table's rewrite count now (see
+/// [`count_rewrites`]).
+pub fn raw_rewrites(s: &Stream) -> String {
+    format!(
+        "(SELECT coalesce(max(rewrites), 0) FROM {} \
+         WHERE stream_key = {} AND lower(schema_name) = lower({}))",
+        qualified(STREAM_TABLES),
+        literal(&stream_key(&s.namespace, &s.name)),
+        literal(&s.schema)
+    )
+}
+
+/// Creates the typed relation registry (idempotent). `definition`,
+/// `watermark_id` and `raw_rewrites` came later than the table, hence the
+/// `ADD COLUMN`s for databases made before.
 pub fn create_typed_registry(session: &Session) -> Result<()> {
     let registry = qualified(TYPED_RELATIONS);
     session
@@ -185,8 +230,10 @@ pub fn create_typed_registry(session: &Session) -> Result<()> {
               columns VARCHAR, kind VARCHAR, table_columns VARCHAR, \
               watermark BIGINT, watermark_count BIGINT, \
               updated_at TIMESTAMP WITH TIME ZONE DEFAULT current_timestamp, \
-              definition VARCHAR); \
-             ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS definition VARCHAR",
+              definition VARCHAR, watermark_id VARCHAR, raw_rewrites BIGINT); \
+             ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS definition VARCHAR; \
+             ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS watermark_id VARCHAR; \
+             ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS raw_rewrites BIGINT",
             qualified_schema(SCHEMA)
         ))
         .context("creating the typed relation registry")

@@ -4,6 +4,7 @@
 mod util;
 
 mod check;
+mod coverage;
 mod dedup;
 mod differential;
 mod durability;

@@ -259,8 +259,6 @@ fn start_inline(
                 typed::open_inline(session, s, t)
                     .with_context(|| format!("preparing the typed table of {}", s.label()))?,
             );
-        } else {
-            typed::release_inline(session, s, t)?;
         }
     }
     txn.commit().context("committing")?;

@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, Stream, WriteMode};
 use crate::database::CATALOG;
 use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
+use crate::internal;
 use crate::names::{literal, qualified, qualified_schema};
 use crate::raw::{self, COLUMNS};
 
@@ -140,9 +141,13 @@ impl<'s> Sink<'s> {
         // One transaction for every stream's schema and tables: one commit
         // (one fsync) rather than two or more per stream.
         let txn = session.begin().context("starting a transaction")?;
+        let mut rewritten = Vec::new();
         for stream in &catalog.streams {
-            prepare_stream(session, stream, &existing)
-                .with_context(|| format!("preparing the table of stream {}", stream.label()))?;
+            if prepare_stream(session, stream, &existing)
+                .with_context(|| format!("preparing the table of stream {}", stream.label()))?
+            {
+                rewritten.push(stream);
+            }
             targets.push(Target {
                 appender: None,
                 table: match stream.mode {
@@ -153,6 +158,13 @@ impl<'s> Sink<'s> {
                 open_group_bytes: 0,
                 meta: MetaText::of(stream),
             });
+        }
+        // A raw table made (again) or adopted holds other rows than any
+        // typed table's coverage recorded before says.
+        if let Some(sql) = internal::count_rewrites(rewritten) {
+            session
+                .execute(&sql)
+                .context("recording the raw tables made or adopted")?;
         }
         txn.commit().context("committing the streams' tables")?;
         let unflushed = Unflushed::new(targets.len(), FLUSH);
@@ -409,12 +421,15 @@ impl<'s> Sink<'s> {
             qualified(&s.schema, &s.staging_table),
         );
         let columns = COLUMNS.join(", ");
+        // The rewrite count goes up in the same transaction: a typed table
+        // that covered the old rows no longer claims to cover these.
+        let rewrite = internal::count_rewrites([s]).expect("one stream");
         let swap = || -> Result<(), crate::duck::DuckError> {
             let txn = self.session.begin()?;
             self.session.execute(&format!(
                 "DELETE FROM {live}; \
                  INSERT INTO {live} ({columns}) SELECT {columns} FROM {staging}; \
-                 DROP TABLE {staging}"
+                 DROP TABLE {staging}; {rewrite}"
             ))?;
             txn.commit()
         };
@@ -425,11 +440,14 @@ impl<'s> Sink<'s> {
     }
 }
 
+/// Makes stream `s`'s raw table (and staging table) ready; true when its
+/// raw rows are not what they were (the table was made or adopted).
 fn prepare_stream(
     session: &Session,
     s: &Stream,
     existing: &HashSet<(String, String)>,
-) -> Result<()> {
+) -> Result<bool> {
+    let made = !existing.contains(&(s.schema.to_lowercase(), s.table.to_lowercase()));
     session.execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {}",
         qualified_schema(&s.schema)
@@ -439,7 +457,7 @@ fn prepare_stream(
         qualified(&s.schema, &s.table),
         raw::create_columns()
     ))?;
-    adopt(session, &s.schema, &s.table)?;
+    let adopted = adopt(session, &s.schema, &s.table)?;
     if s.mode == WriteMode::Truncate {
         let staging = qualified(&s.schema, &s.staging_table);
         let keep = match (
@@ -466,13 +484,13 @@ fn prepare_stream(
             tracing::info!(stream = %s.label(), "resuming the staged rows of generation {:?}", s.generation_id);
         }
     }
-    Ok(())
+    Ok(made || adopted)
 }
 
 /// Makes an existing table fit the raw layout: tables written by the
 /// official Python connector have only the first three columns; the rest
-/// are added. Nothing is ever dropped.
-fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
+/// are added. Nothing is ever dropped. True when columns were added.
+fn adopt(session: &Session, schema: &str, table: &str) -> Result<bool> {
     // pragma_table_info reads one table; duckdb_columns() would list every
     // column of every table and view, for each stream (quadratic in the
     // catalog: 500 streams took seconds).
@@ -493,6 +511,7 @@ fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
         }
     }
     // The columns the official connector's tables lack.
+    let mut added = false;
     for column in &COLUMNS[3..] {
         let ty = raw::column_type(column).expect("a raw column");
         if !present.iter().any(|c| c == column) {
@@ -501,9 +520,10 @@ fn adopt(session: &Session, schema: &str, table: &str) -> Result<()> {
                 qualified(schema, table)
             ))?;
             tracing::info!("added column {column} to the existing table \"{schema}\".\"{table}\"");
+            added = true;
         }
     }
-    Ok(())
+    Ok(added)
 }
 
 /// [`Sink::worth_waiting`] over (rows in the transaction, bytes of the open

@@ -253,6 +253,8 @@ struct Worker<'s> {
     txn: Option<Transaction<'s>>,
     /// Record bytes appended and not yet flushed, per stream.
     unflushed: Unflushed,
+    /// Per stream: the id of the last record since the last commit.
+    last_id: Vec<Option<[u8; 36]>>,
 }
 
 impl<'s> Worker<'s> {
@@ -279,6 +281,7 @@ impl<'s> Worker<'s> {
             labels: catalog.streams.iter().map(|s| s.label()).collect(),
             txn: None,
             unflushed,
+            last_id: vec![None; catalog.streams.len()],
         }
     }
 
@@ -326,6 +329,7 @@ impl<'s> Worker<'s> {
             let Some(target) = self.targets[r.stream].as_mut() else {
                 continue;
             };
+            self.last_id[r.stream] = Some(r.id);
             let changes = r.changes.clone().map(|c| &chunk.bytes[c]);
             let meta = &self.meta[r.stream];
             let input = TypedInput {
@@ -361,12 +365,25 @@ impl<'s> Worker<'s> {
 
     fn commit(&mut self, rows: &[u64]) -> Result<()> {
         let mut counts = Vec::new();
-        for ((target, &n), label) in self.targets.iter_mut().zip(rows).zip(&self.labels) {
+        for (((target, &n), label), last) in self
+            .targets
+            .iter_mut()
+            .zip(rows)
+            .zip(&self.labels)
+            .zip(&mut self.last_id)
+        {
             if let Some(target) = target.as_mut().filter(|_| n > 0) {
                 target
                     .before_commit(self.session)
                     .with_context(|| format!("writing the typed rows of {label}"))?;
-                counts.push(target.spec.count_row(n));
+                // The raw rows of the commit are the records handed over
+                // since the last one, in order: the last is the raw table's
+                // last row.
+                let last = last
+                    .take()
+                    .ok_or_else(|| anyhow!("{label}: raw rows to count but no typed row"))?;
+                let last = std::str::from_utf8(&last).context("a record id")?;
+                counts.push(target.spec.count_row(n, last));
             }
         }
         // One statement for every stream: with 200 streams, one each made
@@ -392,6 +409,7 @@ impl<'s> Worker<'s> {
         for target in self.targets.iter_mut().flatten() {
             target.discard();
         }
+        self.last_id.iter_mut().for_each(|id| *id = None);
         self.unflushed.flushed_all();
         self.txn = None;
     }

@@ -17,13 +17,14 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 
+use super::coverage::{Coverage, Extent, Verdict};
 use super::refresh::{create_empty, materialise, merge, present};
 use super::sql::Query;
 use super::types::{Column, META_COLUMNS};
 use super::{record, relation, tombstones, Materialized, Typed};
 use crate::catalog::{Stream, WriteMode};
 use crate::duck::Session;
-use crate::internal::{self, stream_key, TYPED_RELATIONS};
+use crate::internal::{self, stream_key};
 use crate::names::{literal, qualified};
 use crate::raw;
 
@@ -58,24 +59,12 @@ impl Inline {
         &self.convert
     }
 
-    /// One row of [`count_update`]: this stream's registry entry and the
-    /// `raw_rows` of it that a commit adds.
-    pub fn count_row(&self, raw_rows: u64) -> String {
-        format!("({}, {raw_rows})", self.registry_row)
+    /// One row of [`count_update`](super::count_update): this stream's
+    /// registry entry, the `raw_rows` of it that a commit adds, and the id
+    /// of the last of them.
+    pub fn count_row(&self, raw_rows: u64, last_id: &str) -> String {
+        format!("({}, {raw_rows}, {})", self.registry_row, literal(last_id))
     }
-}
-
-/// The one statement that adds, in the registry, the raw rows a commit
-/// covers for every stream in `rows` (each from [`Inline::count_row`]),
-/// however many streams there are.
-pub fn count_update(rows: &[String]) -> String {
-    format!(
-        "UPDATE {r} SET watermark_count = {r}.watermark_count + v.n \
-         FROM (VALUES {}) v(k, s, n) \
-         WHERE {r}.stream_key = v.k AND lower({r}.schema_name) = lower(v.s)",
-        rows.join(", "),
-        r = internal::qualified(TYPED_RELATIONS),
-    )
 }
 
 /// Whether stream `s` can have its typed rows written as records arrive:
@@ -88,60 +77,42 @@ pub fn eligible(s: &Stream, t: &Typed) -> bool {
         && (!s.dedup || Query::new(s, &t.columns, false).keys_are_plain_columns())
 }
 
-/// For a stream that is not written as records arrive in this sync (an
-/// overwrite now, say) but was before: forgets that its typed table covered
-/// every raw row, inside the caller's transaction, so that the end-of-sync
-/// refresh rebuilds it, and so does any later sync if this one never gets
-/// there (an overwrite replaces the raw rows without changing their count).
-pub fn release(session: &Session, s: &Stream, t: &mut Typed) -> Result<()> {
-    if let Materialized::Table {
-        watermark: Some((i64::MAX, _)),
-        ..
-    } = &t.materialized
-    {
-        forget_coverage(t);
-        record(session, s, t)?;
-    }
-    Ok(())
-}
-
 /// Forgets, in memory, what a typed table covers, so that the end-of-sync
 /// refresh rebuilds it from the raw rows (after typed rows were given up
 /// mid-sync; staged rows of a deduplicated stream are then dropped with it,
 /// as the raw rows hold them too).
 pub fn forget_coverage(t: &mut Typed) {
-    if let Materialized::Table { watermark, .. } = &mut t.materialized {
-        *watermark = None;
+    if let Materialized::Table { coverage, .. } = &mut t.materialized {
+        *coverage = Coverage::Rebuild;
     }
 }
 
 /// Brings an eligible stream's typed table up to date with its raw table,
 /// as the end-of-sync refresh does (appending, merging or rebuilding), unless
-/// the registry already says it covers every raw row: of the current
-/// columns, written as records arrived, as many raw rows as the raw table
-/// has, and the table (and tombstones) still there.
+/// it already holds every raw row: of the current columns, a coverage that
+/// still matches the raw rows, and the table (and tombstones) still there.
 pub fn catch_up(
     session: &Session,
     s: &Stream,
     t: &mut Typed,
     tables: &HashSet<(String, String)>,
 ) -> Result<()> {
-    let raw = session
-        .query_value(&format!(
-            "SELECT count(*) FROM {}",
-            qualified(&s.schema, &s.table)
-        ))?
-        .unwrap_or_default();
-    if let Materialized::Table {
-        columns,
-        watermark: Some((i64::MAX, count)),
-    } = &t.materialized
-    {
-        if *columns == t.columns && present(s, t, tables) && raw == count.to_string() {
+    if let Materialized::Table { columns, coverage } = &t.materialized {
+        if *columns == t.columns
+            && present(s, t, tables)
+            && coverage.verify(session, s)? == Verdict::Current
+        {
             return Ok(());
         }
     }
-    let how = if raw == "0" {
+    let empty = session
+        .query_row(&format!(
+            "SELECT count(*) = 0 FROM {}",
+            qualified(&s.schema, &s.table)
+        ))?
+        .bool(0)
+        == Some(true);
+    let how = if empty {
         // Nothing to type: the table is declared, not computed (binding the
         // typing SQL of a wide stream takes milliseconds, times the streams
         // of a first sync).
@@ -159,12 +130,12 @@ pub fn catch_up(
 /// deduplicated stream, staging) table, staged rows a crashed sync left
 /// merged, and the registry saying that the table covers every raw row.
 pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
-    let count = match &t.materialized {
-        Materialized::Table {
-            watermark: Some((_, count)),
-            ..
-        } => *count,
-        _ => anyhow::bail!("the typed table of {} was not built", s.label()),
+    let Materialized::Table {
+        coverage: Coverage::UpTo { .. } | Coverage::All { .. },
+        ..
+    } = &t.materialized
+    else {
+        anyhow::bail!("the typed table of {} was not built", s.label());
     };
     let rel = relation(s, t);
     let pending = internal::typed_pending(&s.schema, &t.name);
@@ -188,9 +159,9 @@ pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
              0::BIGINT AS _airbyte_seq FROM {rel} LIMIT 0"
         ))?;
         if session
-            .query_value(&format!("SELECT count(*) > 0 FROM {staged_q}"))?
-            .as_deref()
-            == Some("true")
+            .query_row(&format!("SELECT count(*) > 0 FROM {staged_q}"))?
+            .bool(0)
+            == Some(true)
         {
             merge_staged(session, s, t)?;
             tracing::info!(stream = %s.label(), "typed rows staged by an interrupted sync merged");
@@ -200,11 +171,11 @@ pub fn open(session: &Session, s: &Stream, t: &mut Typed) -> Result<Inline> {
     } else {
         (s.schema.clone(), t.name.clone())
     };
+    // Caught up: every raw row, as the raw table is now. The typed-row
+    // writer adds the rows of each commit.
     let covering = Materialized::Table {
         columns: columns.clone(),
-        // Every raw row, whatever its rowid, and `count` of them: the
-        // typed-row writer adds the rows of each commit.
-        watermark: Some((i64::MAX, count)),
+        coverage: Coverage::all_of(&Extent::of(session, s)?),
     };
     if t.materialized != covering {
         t.materialized = covering;
@@ -259,7 +230,7 @@ fn merge_staged(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
          OR EXISTS (SELECT 1 FROM {tombs} o WHERE EXISTS (SELECT 1 FROM {staged} n WHERE {same_key}))",
         k = keys.join(", ")
     );
-    if session.query_value(&clash)?.as_deref() == Some("false") {
+    if session.query_row(&clash)?.bool(0) == Some(false) {
         session.execute(&format!(
             "INSERT INTO {rel} ({out}) SELECT {out} FROM {staged} WHERE NOT _airbyte_deleted; \
              INSERT INTO {tombs} ({out}) SELECT {out} FROM {staged} WHERE _airbyte_deleted"

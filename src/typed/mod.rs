@@ -34,6 +34,7 @@
 //! `pipeline::typed_writer`). Names are allocated through
 //! [`crate::internal`], which the raw tables share.
 
+mod coverage;
 mod fast;
 mod inline;
 mod refresh;
@@ -45,11 +46,11 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 
+pub use coverage::count_update;
 pub use fast::type_record;
 pub use inline::{
-    catch_up as catch_up_inline, count_update, eligible as inline_eligible,
-    finish as finish_inline, forget_coverage, open as open_inline, release as release_inline,
-    Inline,
+    catch_up as catch_up_inline, eligible as inline_eligible, finish as finish_inline,
+    forget_coverage, open as open_inline, Inline,
 };
 pub use refresh::materialise;
 pub use types::{column_type, merge_columns, schema_properties, ColType, Column};
@@ -60,6 +61,7 @@ use crate::database::CATALOG;
 use crate::duck::Session;
 use crate::internal::{self, fnv1a64, free_name, stream_key, RAW_PREFIX, TYPED_RELATIONS};
 use crate::names::{literal, qualified};
+use coverage::Coverage;
 use sql::Query;
 use types::{columns_from_json, columns_to_json};
 
@@ -74,10 +76,10 @@ pub struct Typed {
 }
 
 /// What this connector has made of a typed relation. One enum rather than a
-/// kind and three optionals, so a view never carries a watermark nor a
-/// table a view's hash. The registry keeps the flat columns (`kind`,
-/// `table_columns`, `watermark`, `watermark_count`, `definition`) so every
-/// database reads the same; [`Materialized::read`] and [`record`] convert.
+/// kind and three optionals, so a view never carries a coverage nor a
+/// table a view's hash. The registry keeps flat columns (`kind`,
+/// `table_columns`, the coverage's, `definition`) so every database reads
+/// the same; [`Materialized::read`] and [`record`] convert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Materialized {
     /// Nothing: typed output is off, or the table is not built yet.
@@ -85,43 +87,35 @@ enum Materialized {
     /// A view. `definition` is a hash of its SQL: an unchanged view is not
     /// recreated (binding one costs DuckDB tens of milliseconds).
     View { definition: String },
-    /// A table holding `columns`.
+    /// A table holding `columns`, and the raw rows `coverage` says.
     Table {
         columns: Vec<Column>,
-        /// Highest raw rowid merged into the table, and the raw row count at
-        /// or below it then (to detect rowids that moved). None: rebuild.
-        watermark: Option<(i64, i64)>,
+        coverage: Coverage,
     },
 }
 
 impl Materialized {
     /// From the registry's columns. What cannot be read falls to the state
     /// that rebuilds: a view without a hash (recorded before hashes were)
-    /// is recreated once; a table whose columns are unreadable loses its
-    /// watermark, so it is rebuilt whole.
+    /// is recreated once; a table whose columns are unreadable is rebuilt
+    /// whole.
     fn read(
         kind: Option<&str>,
         table_columns: Option<&str>,
-        watermark: Option<&str>,
-        watermark_count: Option<&str>,
+        coverage: Coverage,
         definition: Option<&str>,
     ) -> Materialized {
         match kind {
             Some("view") => Materialized::View {
                 definition: definition.unwrap_or_default().to_string(),
             },
-            Some("table") => {
-                let watermark = watermark
-                    .and_then(|w| w.parse().ok())
-                    .zip(watermark_count.and_then(|c| c.parse().ok()));
-                match table_columns.and_then(columns_from_json) {
-                    Some(columns) => Materialized::Table { columns, watermark },
-                    None => Materialized::Table {
-                        columns: Vec::new(),
-                        watermark: None,
-                    },
-                }
-            }
+            Some("table") => match table_columns.and_then(columns_from_json) {
+                Some(columns) => Materialized::Table { columns, coverage },
+                None => Materialized::Table {
+                    columns: Vec::new(),
+                    coverage: Coverage::Rebuild,
+                },
+            },
             _ => Materialized::Nothing,
         }
     }
@@ -197,11 +191,11 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
             // is no base to merge or append to: rebuilt. (Tables recorded
             // before shapes were kept none, and are taken as they are.)
             let mut reshaped = false;
-            if let (Materialized::Table { watermark, .. }, Some(old)) =
+            if let (Materialized::Table { coverage, .. }, Some(old)) =
                 (&mut typed.materialized, shapes.get(&key))
             {
                 if !old.is_empty() && *old != shape(s) {
-                    *watermark = None;
+                    *coverage = Coverage::Rebuild;
                 }
                 // Recorded without a shape: the shape is recorded now.
                 reshaped = *old != shape(s);
@@ -260,42 +254,45 @@ type Registry = (
 
 fn read_registry(session: &Session) -> Result<Registry> {
     internal::create_typed_registry(session)?;
-    let rows = session.query(&format!(
+    let rows = session.query_values(&format!(
         "SELECT stream_key, lower(schema_name), relation_name, columns, kind, table_columns, \
-         watermark, watermark_count, definition FROM {}",
+         watermark, watermark_count, watermark_id, raw_rewrites, definition FROM {}",
         internal::qualified(TYPED_RELATIONS)
     ))?;
     let mut known = HashMap::new();
     let mut names = HashSet::new();
     let mut shapes = HashMap::new();
     for row in rows {
-        let [Some(key), Some(schema), Some(name), columns, kind, table_columns, wm, wm_count, definition] =
-            &row[..]
+        let [key, schema, name, columns, kind, table_columns, coverage @ .., definition] = &row[..]
         else {
             continue;
         };
-        names.insert((schema.clone(), name.to_lowercase()));
+        let (Some(key), Some(schema), Some(name)) = (key.as_str(), schema.as_str(), name.as_str())
+        else {
+            continue;
+        };
+        names.insert((schema.to_string(), name.to_lowercase()));
         let typed = Typed {
-            name: name.clone(),
+            name: name.to_string(),
             columns: columns
-                .as_deref()
+                .as_str()
                 .and_then(columns_from_json)
                 .unwrap_or_default(),
             materialized: Materialized::read(
-                kind.as_deref(),
-                table_columns.as_deref(),
-                wm.as_deref(),
-                wm_count.as_deref(),
-                definition.as_deref(),
+                kind.as_str(),
+                table_columns.as_str(),
+                coverage::from_values(coverage),
+                definition.as_str(),
             ),
         };
-        if kind.as_deref() == Some("table") {
+        let key = (key.to_string(), schema.to_string());
+        if kind.as_str() == Some("table") {
             shapes.insert(
-                (key.clone(), schema.clone()),
-                definition.clone().unwrap_or_default(),
+                key.clone(),
+                definition.as_str().unwrap_or_default().to_string(),
             );
         }
-        known.insert((key.clone(), schema.clone()), typed);
+        known.insert(key, typed);
     }
     Ok((known, names, shapes))
 }
@@ -381,26 +378,30 @@ fn record_batch(session: &Session, entries: &[(&Stream, &Typed)]) -> Result<()> 
     let mut keys = Vec::with_capacity(entries.len());
     let mut rows = Vec::with_capacity(entries.len());
     for (s, t) in entries {
-        let (kind, table_columns, wm, wm_count, definition) = match &t.materialized {
-            Materialized::Nothing => (null(), null(), null(), null(), null()),
-            Materialized::View { definition } => {
-                (literal("view"), null(), null(), null(), literal(definition))
-            }
-            Materialized::Table { columns, watermark } => (
+        let (kind, table_columns, coverage, definition) = match &t.materialized {
+            Materialized::Nothing => (null(), null(), Coverage::Rebuild.columns(), null()),
+            Materialized::View { definition } => (
+                literal("view"),
+                null(),
+                Coverage::Rebuild.columns(),
+                literal(definition),
+            ),
+            Materialized::Table { columns, coverage } => (
                 literal("table"),
                 literal(&columns_to_json(columns)),
-                watermark.map_or_else(null, |w| w.0.to_string()),
-                watermark.map_or_else(null, |w| w.1.to_string()),
+                coverage.columns(),
                 literal(&shape(s)),
             ),
         };
+        let [wm, wm_count, wm_id, rewrites] = coverage;
         let key = literal(&stream_key(&s.namespace, &s.name));
         let schema = literal(&s.schema);
         keys.push(format!(
             "(stream_key = {key} AND lower(schema_name) = lower({schema}))"
         ));
         rows.push(format!(
-            "({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count}, {definition})",
+            "({key}, {schema}, {name}, {columns}, {kind}, {table_columns}, {wm}, {wm_count}, \
+             {wm_id}, {rewrites}, {definition})",
             name = literal(&t.name),
             columns = literal(&columns_to_json(&t.columns)),
         ));
@@ -409,7 +410,7 @@ fn record_batch(session: &Session, entries: &[(&Stream, &Typed)]) -> Result<()> 
         "DELETE FROM {registry} WHERE {keys}; \
          INSERT INTO {registry} \
          (stream_key, schema_name, relation_name, columns, kind, table_columns, watermark, \
-          watermark_count, definition) VALUES {rows}",
+          watermark_count, watermark_id, raw_rewrites, definition) VALUES {rows}",
         keys = keys.join(" OR "),
         rows = rows.join(", "),
         registry = internal::qualified(TYPED_RELATIONS),
@@ -502,11 +503,28 @@ mod tests {
             },
             Materialized::Table {
                 columns: columns.clone(),
-                watermark: Some((7, 8)),
+                coverage: Coverage::UpTo {
+                    rowid: 7,
+                    seen: coverage::Seen {
+                        count: 8,
+                        last_id: Some("it's".into()),
+                        rewrites: 3,
+                    },
+                },
+            },
+            Materialized::Table {
+                columns: columns.clone(),
+                coverage: Coverage::All {
+                    seen: coverage::Seen {
+                        count: 0,
+                        last_id: None,
+                        rewrites: 0,
+                    },
+                },
             },
             Materialized::Table {
                 columns: Vec::new(),
-                watermark: None,
+                coverage: Coverage::Rebuild,
             },
         ];
         for materialized in states {
@@ -525,28 +543,28 @@ mod tests {
 
     #[test]
     fn unreadable_records_read_as_states_that_rebuild() {
+        let seen = || Coverage::All {
+            seen: coverage::Seen {
+                count: 2,
+                last_id: Some("x".into()),
+                rewrites: 0,
+            },
+        };
         assert_eq!(
-            Materialized::read(Some("view"), None, None, None, None),
+            Materialized::read(Some("view"), None, Coverage::Rebuild, None),
             Materialized::View {
                 definition: String::new()
             }
         );
         assert_eq!(
-            Materialized::read(Some("table"), Some("not json"), Some("1"), Some("2"), None),
+            Materialized::read(Some("table"), Some("not json"), seen(), None),
             Materialized::Table {
                 columns: Vec::new(),
-                watermark: None
+                coverage: Coverage::Rebuild
             }
         );
         assert_eq!(
-            Materialized::read(Some("table"), Some("[]"), Some("1"), None, None),
-            Materialized::Table {
-                columns: Vec::new(),
-                watermark: None
-            }
-        );
-        assert_eq!(
-            Materialized::read(None, Some("[]"), Some("1"), Some("2"), Some("ab")),
+            Materialized::read(None, Some("[]"), seen(), Some("ab")),
             Materialized::Nothing
         );
     }

@@ -7,19 +7,22 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 
+use super::coverage::{Extent, Verdict};
 use super::sql::Query;
 use super::types::META_COLUMNS;
 use super::{drop_existing, in_transaction, record, relation, tombstones, Materialized, Typed};
 use crate::catalog::Stream;
 use crate::duck::Session;
 use crate::internal::{self, Work};
-use crate::names::{qualified, quote};
+use crate::names::quote;
 use crate::raw;
 
 /// Brings a stream's typed table up to date with its raw table: new raw
 /// rows are typed and appended (or, for `append_dedup`, merged by key);
 /// the table is rebuilt whole when its columns changed, when the raw table
-/// was replaced (`rebuild`, after an overwrite), or when raw rowids moved.
+/// was replaced (`rebuild`, after an overwrite), or when its coverage no
+/// longer matches the raw rows (see
+/// [`Coverage::verify`](super::coverage::Coverage::verify)).
 pub fn materialise(
     session: &Session,
     s: &Stream,
@@ -33,23 +36,23 @@ pub fn materialise(
     let rel = relation(s, &next);
     let mut how = "rebuilt";
     in_transaction(session, || {
-        let watermark = match next.materialized {
-            Materialized::Table { watermark, .. } => watermark,
-            _ => None,
-        };
-        let raw = qualified(&s.schema, &s.table);
-        let extent = raw_extent(session, &raw, watermark.map_or(-1, |w| w.0))?;
+        let extent = Extent::of(session, s)?;
         // Keys or a cursor outside the typed columns cannot be compared
         // between the table and new rows: such a dedup table is rebuilt.
-        let resume = if rebuild || !present(s, &next, tables) || (s.dedup && !q.keys_are_columns())
-        {
-            None
-        } else {
-            resume_from(&next, extent.below)
+        let verdict = match &next.materialized {
+            Materialized::Table { columns, coverage }
+                if !rebuild
+                    && *columns == next.columns
+                    && present(s, &next, tables)
+                    && (!s.dedup || q.keys_are_columns()) =>
+            {
+                coverage.verify(session, s)?
+            }
+            _ => Verdict::Rebuild,
         };
         let out = q.output_columns();
-        match resume {
-            None => {
+        match verdict {
+            Verdict::Rebuild => {
                 drop_existing(session, s, &next)?;
                 let rows = q.typed_rows(None);
                 if s.dedup {
@@ -60,23 +63,22 @@ pub fn materialise(
                         .execute(&format!("CREATE TABLE {rel} AS SELECT {out} FROM ({rows})"))?;
                 }
             }
-            Some(after) => {
+            Verdict::After(after) if after < extent.max_rowid => {
                 how = if s.dedup { "merged" } else { "appended" };
-                if !s.dedup {
-                    session.execute(&format!(
-                        "INSERT INTO {rel} ({out}) SELECT {out} FROM ({})",
-                        q.typed_rows(Some(after))
-                    ))?;
-                } else {
-                    let rows = q.typed_rows(Some(after));
+                let rows = q.typed_rows(Some(after));
+                if s.dedup {
                     merge(session, &q, &rel, &tombstones(s, &next), &rows)?;
+                } else {
+                    session.execute(&format!(
+                        "INSERT INTO {rel} ({out}) SELECT {out} FROM ({rows})"
+                    ))?;
                 }
             }
+            Verdict::After(_) | Verdict::Current => how = "already current",
         }
         next.materialized = Materialized::Table {
             columns: next.columns.clone(),
-            // Rows at or below the watermark now: all of them.
-            watermark: Some((extent.max_rowid, extent.count)),
+            coverage: extent.covered(),
         };
         record(session, s, &next)
     })
@@ -102,6 +104,7 @@ pub(super) fn create_empty(session: &Session, s: &Stream, t: &mut Typed) -> Resu
     );
     let columns = columns.join(", ");
     in_transaction(session, || {
+        let extent = Extent::of(session, s)?;
         drop_existing(session, s, &next)?;
         session.execute(&format!("CREATE TABLE {} ({columns})", relation(s, &next)))?;
         if s.dedup {
@@ -112,38 +115,13 @@ pub(super) fn create_empty(session: &Session, s: &Stream, t: &mut Typed) -> Resu
         }
         next.materialized = Materialized::Table {
             columns: next.columns.clone(),
-            watermark: Some((-1, 0)),
+            coverage: extent.covered(),
         };
         record(session, s, &next)
     })
     .with_context(|| format!("creating the typed table {}", relation(s, &next)))?;
     *t = next;
     Ok(())
-}
-
-/// The raw table's highest rowid and row count, and how many of its rows
-/// are at or below `watermark`.
-struct Extent {
-    max_rowid: i64,
-    count: i64,
-    below: i64,
-}
-
-fn raw_extent(session: &Session, raw: &str, watermark: i64) -> Result<Extent> {
-    let row = session.query(&format!(
-        "SELECT coalesce(max(rowid), -1), count(*), count(*) FILTER (WHERE rowid <= {watermark}) FROM {raw}"
-    ))?;
-    let get = |i: usize| -> i64 {
-        row.first()
-            .and_then(|r| r.get(i).cloned().flatten())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(Extent {
-        max_rowid: get(0),
-        count: get(1),
-        below: get(2),
-    })
 }
 
 /// Whether the table (and for dedup, its tombstones) is still in the
@@ -155,19 +133,6 @@ pub(super) fn present(s: &Stream, t: &Typed, tables: &HashSet<(String, String)>)
                 internal::SCHEMA.to_string(),
                 internal::tombstones(&s.schema, &t.name).to_lowercase(),
             )))
-}
-
-/// The raw rowid the table can be caught up from: its watermark, if it is
-/// a table of the current columns and the raw rows at or below the
-/// watermark are as many as then (`below`), so no rowid moved.
-fn resume_from(t: &Typed, below: i64) -> Option<i64> {
-    match &t.materialized {
-        Materialized::Table {
-            columns,
-            watermark: Some((rowid, count)),
-        } if *columns == t.columns && *count == below => Some(*rowid),
-        _ => None,
-    }
 }
 
 /// Merges new typed `rows` (the output columns, `_airbyte_deleted` and

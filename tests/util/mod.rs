@@ -231,30 +231,22 @@ impl Harness {
         vec!["write", "--config", config, "--catalog", catalog]
     }
 
-    /// Starts `write` with stdin left open; stdout lines arrive on a channel.
+    /// Starts `write` with stdin left open; stdout and stderr lines arrive
+    /// on channels.
     pub fn spawn_write(&self) -> Live {
         let mut child = Command::new(BIN)
             .args(self.write_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Live {
+            lines: line_channel(child.stdout.take().unwrap()),
+            errors: line_channel(child.stderr.take().unwrap()),
             child,
             stdin: Some(stdin),
-            lines: rx,
         }
     }
 
@@ -290,10 +282,27 @@ impl Harness {
     }
 }
 
+/// The lines of `stream`, on a channel, read on a thread of their own (so a
+/// pipe nobody reads never blocks the child).
+fn line_channel(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 pub struct Live {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
     pub lines: mpsc::Receiver<String>,
+    /// stderr, line by line.
+    pub errors: mpsc::Receiver<String>,
 }
 
 impl Live {
@@ -313,6 +322,29 @@ impl Live {
 
     pub fn close_stdin(&mut self) {
         self.stdin.take();
+    }
+
+    /// Waits up to `secs` seconds for a stderr line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.errors.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Sends SIGTERM (as Airbyte cancels a sync) and waits for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM");
+        self.child.wait().unwrap()
     }
 }
 
