@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::config::{Config, Target, DEFAULT_BATCH_MIB};
-use crate::duck::{names_storage_full, DuckError, Session};
+use crate::duck::{names_storage_full, DuckError, Instance, Session};
 use crate::error::Failure;
 use crate::names::literal;
 pub use crate::names::CATALOG;
@@ -38,7 +38,7 @@ pub fn existing_tables(session: &Session) -> Result<std::collections::HashSet<(S
 
 /// An open destination database.
 pub struct Database {
-    pub session: Session,
+    pub session: Instance,
     /// What to call the database in messages (a path or an `md:` URL).
     pub label: String,
     /// Rows per row group of the tables written in this session.
@@ -135,7 +135,7 @@ fn open_file(
     let temp_directory = format!("{path_text}.tmp");
     let mut options = options.to_vec();
     options.push(("temp_directory", &temp_directory));
-    let session = Session::open(":memory:", &options).map_err(settings_failure)?;
+    let session = Instance::open(":memory:", &options).map_err(settings_failure)?;
     let version = if is_new && storage_version != "latest" {
         format!("STORAGE_VERSION {}, ", literal(storage_version))
     } else {
@@ -321,7 +321,7 @@ fn open_motherduck(path: &str, token: Option<&str>) -> Result<Database> {
     if let Some(token) = token {
         options.push(("motherduck_token", token));
     }
-    let session = Session::open(path, &options).map_err(|e| {
+    let session = Instance::open(path, &options).map_err(|e| {
         // DuckDB's message can echo the connection string; never the token.
         let detail = match token {
             Some(t) => e.text().replace(t, "<redacted>"),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use destination_duckdb::catalog::Catalog;
-use destination_duckdb::duck::Session;
+use destination_duckdb::duck::Instance;
 use destination_duckdb::names::{
     normalize, normalize_schema, qualified, qualified_schema, quote, RESERVED_SCHEMAS,
 };
@@ -143,7 +143,7 @@ proptest! {
     /// runs no other SQL.
     #[test]
     fn no_name_changes_the_sql(name in "\\PC{0,40}", raw in "[\\x00-\\x7f]{0,30}") {
-        let session = Session::open(":memory:", &[]).unwrap();
+        let session = Instance::open(":memory:", &[]).unwrap();
         session.execute("CREATE TABLE canary (x INT)").unwrap();
         for n in [normalize(&name), normalize(&raw)] {
             prop_assert!(n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{n:?}");
@@ -291,7 +291,7 @@ proptest! {
     /// DuckDB creates, fully qualified, never an empty or reserved one.
     #[test]
     fn every_name_makes_a_schema_and_table(name in "\\PC{0,20}", pick in any::<prop::sample::Index>()) {
-        let session = Session::open(":memory:", &[]).unwrap();
+        let session = Instance::open(":memory:", &[]).unwrap();
         session.execute("ATTACH ':memory:' AS destination; USE destination").unwrap();
         let keywords: Vec<String> = session
             .query("SELECT keyword_name FROM duckdb_keywords()")

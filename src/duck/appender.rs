@@ -54,7 +54,7 @@ pub struct Appender<'s> {
     kinds: Vec<Physical>,
     rows: u64,
     capacity: u64,
-    _session: PhantomData<&'s Session>,
+    _connection: PhantomData<&'s Session>,
 }
 
 /// One row for [`Appender::append`].
@@ -128,7 +128,7 @@ impl<'s> Appender<'s> {
             kinds: Vec::new(),
             rows: 0,
             capacity,
-            _session: PhantomData,
+            _connection: PhantomData,
         };
         if rc != ffi::DuckDBSuccess {
             return Err(this.error("DuckDB could not create an appender"));

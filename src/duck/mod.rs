@@ -29,7 +29,7 @@ use std::os::raw::c_char;
 pub use appender::{Appender, Cell, Physical, Row};
 pub use error::{names_storage_full, scrub, DuckError};
 pub use result::Value;
-pub use session::{Linked, ResultRow, Session, Transaction};
+pub use session::{Instance, Linked, ResultRow, Session, Transaction};
 
 type Result<T> = std::result::Result<T, DuckError>;
 
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn query_reads_each_type_as_text() {
-        let session = Session::open(":memory:", &[]).unwrap();
+        let session = Instance::open(":memory:", &[]).unwrap();
         let rows = session
             .query(
                 "SELECT 'short', 'longer than twelve bytes, ünïcødé', NULL::VARCHAR, NULL, \
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn query_refuses_types_it_does_not_read_and_execute_ignores_them() {
-        let session = Session::open(":memory:", &[]).unwrap();
+        let session = Instance::open(":memory:", &[]).unwrap();
         let e = session.query("SELECT DATE '2024-01-01'").unwrap_err();
         assert!(e.kind.is_none(), "{e:?}");
         assert!(e.text().contains("type id 13"), "{e}");
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn errors_keep_duckdb_type() {
-        let session = Session::open(":memory:", &[]).unwrap();
+        let session = Instance::open(":memory:", &[]).unwrap();
         let e = session.execute("ROLLBACK").unwrap_err();
         assert!(e.is_no_transaction(), "{e:?}");
         let e = session.query("SELECT * FROM missing_table").unwrap_err();

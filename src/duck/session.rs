@@ -1,5 +1,5 @@
-//! One DuckDB instance and connection: SQL, small metadata queries,
-//! transactions.
+//! A DuckDB instance ([`Instance`]) and the connections to it
+//! ([`Session`]): SQL, small metadata queries, transactions.
 
 use std::os::raw::c_char;
 use std::ptr;
@@ -9,21 +9,65 @@ use libduckdb_sys as ffi;
 use super::result::{Chunk, QueryResult, Value};
 use super::{cstring, message, DuckError, Result};
 
-/// One in-process DuckDB instance and one connection to it.
+/// One connection to a DuckDB instance, a session in DuckDB's terms:
+/// everything that runs SQL, reads results, opens transactions and
+/// appenders goes through one.
 pub struct Session {
-    db: ffi::duckdb_database,
     pub(super) con: ffi::duckdb_connection,
 }
 
-// SAFETY: the handles are owned exclusively by this struct (nothing else
-// holds them, and borrowers such as `Appender` and `Transaction` are tied to
-// it by lifetime), and DuckDB allows a connection to be used from any one
-// thread at a time; `Session` is not `Sync`, so it is one thread at a time.
+// SAFETY: the handle is owned exclusively by this struct (borrowers such as
+// `Appender` and `Transaction` are tied to it by lifetime), and DuckDB allows
+// a connection to be used from any one thread at a time; `Session` is not
+// `Sync`, so it is one thread at a time.
 unsafe impl Send for Session {}
 
-/// A second connection to a [`Session`]'s DuckDB instance (its attached
-/// databases and settings included), for another thread. It cannot outlive
-/// the session; it is a `Session` for everything else.
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `duckdb_connect`, is owned only by
+        // this struct and released exactly once, here; every borrower
+        // (appender, transaction) has ended by lifetime.
+        unsafe { ffi::duckdb_disconnect(&mut self.con) };
+    }
+}
+
+/// One in-process DuckDB instance and its first session, which it derefs
+/// to. Only an instance opens further sessions ([`Instance::connect`]): a
+/// [`Linked`] session cannot.
+pub struct Instance {
+    /// Declared first: dropped (disconnected) before the instance closes.
+    session: Session,
+    db: InstanceHandle,
+}
+
+/// The instance handle, closed when dropped (after the instance's own
+/// session, by field order).
+struct InstanceHandle(ffi::duckdb_database);
+
+// SAFETY: owned exclusively by its `Instance`; DuckDB's instance handle may
+// be used (connected to, closed) from any thread.
+unsafe impl Send for InstanceHandle {}
+
+impl Drop for InstanceHandle {
+    fn drop(&mut self) {
+        // SAFETY: created by `duckdb_open_ext`, owned only by its
+        // `Instance`, closed exactly once, here. The instance's own session
+        // is gone (field order), and `Linked` sessions borrow the instance,
+        // so they are gone too.
+        unsafe { ffi::duckdb_close(&mut self.0) };
+    }
+}
+
+impl std::ops::Deref for Instance {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+/// A further session on an [`Instance`] (its attached databases and
+/// settings included), for another thread. It cannot outlive the instance,
+/// and cannot open sessions itself.
 pub struct Linked<'s> {
     session: Session,
     _instance: std::marker::PhantomData<&'s ()>,
@@ -36,33 +80,29 @@ impl std::ops::Deref for Linked<'_> {
     }
 }
 
-impl Session {
+impl Instance {
     /// Opens another connection to this instance, for use on another
     /// thread while this one goes on.
     pub fn connect(&self) -> Result<Linked<'_>> {
         let mut con: ffi::duckdb_connection = ptr::null_mut();
-        // SAFETY: `self.db` is the live instance this session owns, and
+        // SAFETY: `self.db` is the live instance this struct owns, and
         // DuckDB lets any thread open connections to an instance; `con` is a
-        // valid out-pointer. The new session owns `con` but not the
-        // instance (`db` null, so its drop leaves the instance open), and
-        // `Linked` borrows `self`, so the instance outlives it.
+        // valid out-pointer. `Linked` borrows `self`, so the instance
+        // outlives the connection.
         unsafe {
-            if ffi::duckdb_connect(self.db, &mut con) != ffi::DuckDBSuccess {
+            if ffi::duckdb_connect(self.db.0, &mut con) != ffi::DuckDBSuccess {
                 return Err(DuckError::ours("DuckDB could not open a second connection"));
             }
         }
         Ok(Linked {
-            session: Session {
-                db: ptr::null_mut(),
-                con,
-            },
+            session: Session { con },
             _instance: std::marker::PhantomData,
         })
     }
 
     /// Opens a DuckDB instance on `path` (`:memory:` for none) with start-up
     /// options.
-    pub fn open(path: &str, options: &[(&str, &str)]) -> Result<Session> {
+    pub fn open(path: &str, options: &[(&str, &str)]) -> Result<Instance> {
         let c_path = cstring(path)?;
         let mut config: ffi::duckdb_config = ptr::null_mut();
         // SAFETY: `config` is a valid out-pointer; DuckDB allocates into it.
@@ -122,9 +162,14 @@ impl Session {
                 return Err(DuckError::ours("DuckDB could not open a connection"));
             }
         }
-        Ok(Session { db, con })
+        Ok(Instance {
+            session: Session { con },
+            db: InstanceHandle(db),
+        })
     }
+}
 
+impl Session {
     /// Runs SQL (one or more statements), returning the last statement's
     /// result, which the caller owns.
     fn run(&self, sql: &str) -> Result<QueryResult> {
@@ -132,7 +177,7 @@ impl Session {
         // SAFETY: `duckdb_result` is a plain C struct of integers and
         // pointers, for which all zeroes is a valid (empty) value.
         let mut res = QueryResult(unsafe { std::mem::zeroed() });
-        // SAFETY: `self.con` is the live connection this session owns,
+        // SAFETY: `self.con` is the live connection this struct owns,
         // `c_sql` is NUL-terminated and outlives the call, and `res.0` is a
         // valid out-pointer. Failed or not, `res` destroys the result.
         let rc = unsafe { ffi::duckdb_query(self.con, c_sql.as_ptr(), &mut res.0) };
@@ -214,8 +259,8 @@ impl Session {
     }
 }
 
-/// An open transaction on a [`Session`]: [`Transaction::commit`] ends it;
-/// dropped without a commit (an error on the way), it rolls back, and a
+/// An open transaction on a [`Session`]: [`Transaction::commit`] ends
+/// it; dropped without a commit (an error on the way), it rolls back, and a
 /// rollback that fails is logged, not ignored.
 pub struct Transaction<'s> {
     session: &'s Session,
@@ -254,22 +299,6 @@ impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if self.open {
             self.session.rollback();
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // SAFETY: both handles were created by `open` (or the connection by
-        // `connect`, with no instance of its own: `db` is null), are owned
-        // only by this session, and are released exactly once, here; every
-        // borrower (appender, transaction, linked session) has ended by
-        // lifetime.
-        unsafe {
-            ffi::duckdb_disconnect(&mut self.con);
-            if !self.db.is_null() {
-                ffi::duckdb_close(&mut self.db);
-            }
         }
     }
 }

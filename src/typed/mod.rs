@@ -478,12 +478,13 @@ fn apply(
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+    use crate::duck::Instance;
 
     /// The registry keeps its flat columns; every state reads back as it
     /// was written, so existing databases and this code agree.
     #[test]
     fn materialized_round_trips_through_the_registry() {
-        let session = Session::open(":memory:", &[]).unwrap();
+        let session = Instance::open(":memory:", &[]).unwrap();
         session
             .execute(&format!("ATTACH ':memory:' AS {CATALOG}"))
             .unwrap();

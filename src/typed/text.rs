@@ -217,11 +217,11 @@ pub(super) fn numbers_as_strings(data: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::duck::Session;
+    use crate::duck::Instance;
 
     /// Evaluates `rule` over each text in DuckDB, as text.
     fn eval(rule: impl Fn(&str) -> String, texts: &[&str]) -> Vec<Option<String>> {
-        let session = Session::open(":memory:", &[]).unwrap();
+        let session = Instance::open(":memory:", &[]).unwrap();
         texts
             .iter()
             .map(|t| {
