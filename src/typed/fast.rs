@@ -23,11 +23,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::types::{ColType, Column};
+use super::types::{ColType, Column, CDC_DELETED_AT};
 use crate::duck::Cell;
-
-/// The property that marks a CDC delete in `append_dedup` streams.
-pub const CDC_DELETED_AT: &str = "_ab_cdc_deleted_at";
 
 /// What typing one record gave.
 pub struct TypedRecord {

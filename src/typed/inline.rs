@@ -19,9 +19,9 @@ use anyhow::{Context, Result};
 
 use super::coverage::{Coverage, Extent, Verdict};
 use super::refresh::{create_empty, materialise, merge, present};
+use super::registry::{record, relation, tombstones, Materialized, Typed};
 use super::sql::Query;
 use super::types::{Column, META_COLUMNS};
-use super::{record, relation, tombstones, Materialized, Typed};
 use crate::catalog::{Stream, WriteMode};
 use crate::duck::Session;
 use crate::internal::{self, stream_key};

@@ -8,9 +8,11 @@ use std::collections::HashSet;
 use anyhow::{Context, Result};
 
 use super::coverage::{Extent, Verdict};
+use super::registry::{
+    drop_existing, in_transaction, record, relation, tombstones, Materialized, Typed,
+};
 use super::sql::Query;
 use super::types::META_COLUMNS;
-use super::{drop_existing, in_transaction, record, relation, tombstones, Materialized, Typed};
 use crate::catalog::Stream;
 use crate::duck::Session;
 use crate::internal::{self, Work};
@@ -22,7 +24,7 @@ use crate::raw;
 /// the table is rebuilt whole when its columns changed, when the raw table
 /// was replaced (`rebuild`, after an overwrite), or when its coverage no
 /// longer matches the raw rows (see
-/// [`Coverage::verify`](super::coverage::Coverage::verify)).
+/// `Coverage::verify`).
 pub fn materialise(
     session: &Session,
     s: &Stream,

@@ -8,12 +8,11 @@
 
 use std::sync::OnceLock;
 
-use super::types::{ColType, Column, META_COLUMNS};
+use super::types::{ColType, Column, CDC_DELETED_AT, META_COLUMNS};
 use crate::catalog::Stream;
 use crate::internal;
 use crate::names::{literal, qualified, quote};
 
-use super::fast::CDC_DELETED_AT;
 use super::text;
 
 /// A JSON pointer (RFC 6901) to a property path, as an SQL literal.

@@ -15,6 +15,9 @@ pub(super) const META_COLUMNS: [&str; 4] = [
     "_airbyte_generation_id",
 ];
 
+/// The property that marks a CDC delete in `append_dedup` streams.
+pub const CDC_DELETED_AT: &str = "_ab_cdc_deleted_at";
+
 /// The DuckDB type a property is typed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ColType {
