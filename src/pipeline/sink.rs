@@ -21,7 +21,7 @@ use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::internal;
 use crate::names::{literal, qualified, qualified_schema};
-use crate::raw::{self, COLUMNS};
+use crate::raw::{self, MetaText, COLUMNS};
 
 /// When appenders hand their rows to the transaction. A table's at 4 MiB, so
 /// that DuckDB's appender buffer stays small (1M records, 3 streams: peak RSS
@@ -43,39 +43,6 @@ struct Target<'s> {
     /// Record bytes of the table's open row group in the transaction.
     open_group_bytes: u64,
     meta: MetaText,
-}
-
-/// A stream's `_airbyte_meta` text, as the raw rows (and typed rows) get
-/// it: `{"sync_id":..,"changes":[]}` for records without changes, and the
-/// text up to `changes` for records with.
-pub struct MetaText {
-    pub plain: String,
-    pub prefix: String,
-}
-
-impl MetaText {
-    pub fn of(s: &Stream) -> MetaText {
-        let sync_id = s.sync_id.map_or("null".to_string(), |s| s.to_string());
-        MetaText {
-            plain: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
-            prefix: format!("{{\"sync_id\":{sync_id},\"changes\":"),
-        }
-    }
-
-    /// The meta of a record with `changes` (written into `buf` if it has
-    /// any).
-    pub fn text<'a>(&'a self, changes: Option<&str>, buf: &'a mut String) -> &'a str {
-        match changes {
-            None => &self.plain,
-            Some(changes) => {
-                buf.clear();
-                buf.push_str(&self.prefix);
-                buf.push_str(changes);
-                buf.push('}');
-                buf
-            }
-        }
-    }
 }
 
 impl Target<'_> {

@@ -22,11 +22,11 @@ use std::thread::Scope;
 
 use anyhow::{anyhow, Context, Result};
 
-use super::sink::MetaText;
 use super::unflushed::{Flush, FlushLimits, Unflushed};
 use crate::catalog::Catalog;
 use crate::database::CATALOG;
 use crate::duck::{Appender, Cell, Linked, Session, Transaction};
+use crate::raw::MetaText;
 use crate::typed::{self, Inline};
 
 /// Record bytes handed to the writer at a time.
