@@ -13,5 +13,6 @@ pub mod reader;
 pub mod sink;
 pub mod sync;
 pub mod tables;
+pub mod typed_output;
 pub mod typed_writer;
 pub mod unflushed;

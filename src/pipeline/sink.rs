@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::typed_writer::TypedWriter;
+use super::typed_output::TypedOutput;
 use super::unflushed::{Flush, FlushLimits, Unflushed};
 use crate::catalog::{Catalog, Stream, WriteMode};
 use crate::database::CATALOG;
@@ -64,7 +64,7 @@ impl Target<'_> {
     }
 }
 
-pub struct Sink<'s> {
+pub struct Sink<'scope, 's> {
     session: &'s Session,
     /// The streams, with their resolved tables (shared, not copied).
     catalog: Arc<Catalog>,
@@ -76,10 +76,9 @@ pub struct Sink<'s> {
     meta_buf: String,
     /// DuckDB's `memory_limit` now, in bytes.
     pool_bytes: u64,
-    /// Where the typed rows of streams written as records arrive go.
-    typed: Option<TypedWriter>,
-    /// Whether typed rows were given up (see [`Sink::typed_failed`]).
-    typed_failed: bool,
+    /// The sync's typed output: each record goes there too, and each
+    /// commit of raw rows is followed by its typed rows.
+    typed: TypedOutput<'scope, 's>,
     /// Appended bytes not yet handed to the transaction, per table.
     unflushed: Unflushed,
     /// Rows per row group of the database's tables
@@ -93,29 +92,47 @@ pub struct Sink<'s> {
     group_rows: u64,
 }
 
-impl<'s> Sink<'s> {
-    /// Creates schemas and tables for every catalog stream (streams without
-    /// records still get their empty table) and prepares staging tables.
-    /// The catalog's tables must be resolved (`tables::assign`).
-    pub fn prepare(
+/// Creates the schemas and raw tables of every catalog stream (streams
+/// without records still get their empty table) and prepares staging
+/// tables, in one transaction. The catalog's tables must be resolved
+/// (`tables::assign`).
+pub fn prepare_tables(session: &Session, catalog: &Catalog) -> Result<()> {
+    let existing = crate::database::existing_tables(session)?;
+    // One transaction for every stream's schema and tables: one commit
+    // (one fsync) rather than two or more per stream.
+    let txn = session.begin().context("starting a transaction")?;
+    let mut rewritten = Vec::new();
+    for stream in &catalog.streams {
+        if prepare_stream(session, stream, &existing)
+            .with_context(|| format!("preparing the table of stream {}", stream.label()))?
+        {
+            rewritten.push(stream);
+        }
+    }
+    // A raw table made (again) or adopted holds other rows than any typed
+    // table's coverage recorded before says.
+    if let Some(sql) = internal::count_rewrites(rewritten) {
+        session
+            .execute(&sql)
+            .context("recording the raw tables made or adopted")?;
+    }
+    txn.commit().context("committing the streams' tables")
+}
+
+impl<'scope, 's> Sink<'scope, 's> {
+    /// A sink for the catalog's streams, whose tables [`prepare_tables`]
+    /// made, writing their typed rows to `typed`.
+    pub fn new(
         session: &'s Session,
         catalog: Arc<Catalog>,
         pool_bytes: u64,
         group_rows: u64,
-    ) -> Result<Sink<'s>> {
-        let existing = crate::database::existing_tables(session)?;
-        let mut targets = Vec::with_capacity(catalog.streams.len());
-        // One transaction for every stream's schema and tables: one commit
-        // (one fsync) rather than two or more per stream.
-        let txn = session.begin().context("starting a transaction")?;
-        let mut rewritten = Vec::new();
-        for stream in &catalog.streams {
-            if prepare_stream(session, stream, &existing)
-                .with_context(|| format!("preparing the table of stream {}", stream.label()))?
-            {
-                rewritten.push(stream);
-            }
-            targets.push(Target {
+        typed: TypedOutput<'scope, 's>,
+    ) -> Sink<'scope, 's> {
+        let targets: Vec<Target<'s>> = catalog
+            .streams
+            .iter()
+            .map(|stream| Target {
                 appender: None,
                 table: match stream.mode {
                     WriteMode::Append => stream.table.clone(),
@@ -124,18 +141,10 @@ impl<'s> Sink<'s> {
                 txn_rows: 0,
                 open_group_bytes: 0,
                 meta: MetaText::of(stream),
-            });
-        }
-        // A raw table made (again) or adopted holds other rows than any
-        // typed table's coverage recorded before says.
-        if let Some(sql) = internal::count_rewrites(rewritten) {
-            session
-                .execute(&sql)
-                .context("recording the raw tables made or adopted")?;
-        }
-        txn.commit().context("committing the streams' tables")?;
+            })
+            .collect();
         let unflushed = Unflushed::new(targets.len(), FLUSH);
-        Ok(Sink {
+        Sink {
             session,
             catalog,
             targets,
@@ -143,22 +152,16 @@ impl<'s> Sink<'s> {
             meta_buf: String::new(),
             pool_bytes,
             group_rows,
-            typed: None,
-            typed_failed: false,
+            typed,
             unflushed,
-        })
+        }
     }
 
-    /// Sends the typed rows of the streams written as records arrive to
-    /// `writer`, which commits them just before each commit of the raw rows.
-    pub fn write_typed_with(&mut self, writer: TypedWriter) {
-        self.typed = Some(writer);
-    }
-
-    /// Whether the typed rows written as records arrived were given up in
-    /// this sync (their tables must then be rebuilt from the raw rows).
-    pub fn typed_failed(&self) -> bool {
-        self.typed_failed
+    /// Ends the appending: the typed output's writer commits its last rows
+    /// and stops, and the typed output is handed back for its last step.
+    pub fn finish(mut self) -> TypedOutput<'scope, 's> {
+        self.typed.end_appending();
+        self.typed
     }
 
     /// Adds one record to the open transaction (opening one if needed).
@@ -201,9 +204,8 @@ impl<'s> Sink<'s> {
                 generation_id: s.generation_id,
             })
             .with_context(|| format!("appending to \"{}\".\"{}\"", s.schema, target.table))?;
-        if let Some(typed) = self.typed.as_mut() {
-            typed.add(stream, id, emitted_at_micros, data, changes)?;
-        }
+        self.typed
+            .add(stream, id, emitted_at_micros, data, changes)?;
         target.txn_rows += 1;
         target.open_group_bytes += data.len() as u64;
         if target.txn_rows.is_multiple_of(self.group_rows) {
@@ -326,23 +328,11 @@ impl<'s> Sink<'s> {
         // guard is spent either way.
         let txn = self.txn.take().expect("commit checked for a transaction");
         txn.commit().context("committing the transaction")?;
-        // Then the typed rows, with the count of raw rows they cover: a
+        // Then the typed rows, with a record of the raw rows they cover: a
         // typed table never holds a row its raw table does not. If they fail
-        // to commit (or the process dies first), the count no longer matches
+        // to commit (or the process dies first), the record no longer matches
         // the raw table and the next sync rebuilds the typed table from it.
-        // Once the raw rows are committed, nothing may fail the commit: its
-        // states are due. Typed rows that cannot be written are given up
-        // for the rest of the sync; their tables are rebuilt from the raw
-        // rows at its end (the registry's count no longer matches).
-        if let Some(typed) = self.typed.as_mut() {
-            if let Err(e) = typed.commit(rows) {
-                tracing::warn!(
-                    "typed rows could not be written; the raw rows are committed and the typed tables are rebuilt from them: {e:#}"
-                );
-                self.typed = None;
-                self.typed_failed = true;
-            }
-        }
+        self.typed.after_commit(rows);
         // Appenders are cheap to make and each holds a data chunk: dropping
         // them keeps memory proportional to the streams active in one
         // batch, not to the size of the catalog.
@@ -361,9 +351,7 @@ impl<'s> Sink<'s> {
             target.end_transaction();
         }
         self.unflushed.flushed_all();
-        if let Some(typed) = self.typed.as_mut() {
-            typed.rollback();
-        }
+        self.typed.rollback();
         // Dropping the guard rolls back (a failure is logged).
         self.txn = None;
     }

@@ -59,7 +59,7 @@ pub trait Store {
     fn finish_truncate(&mut self, stream: usize) -> Result<()>;
 }
 
-impl Store for Sink<'_> {
+impl Store for Sink<'_, '_> {
     fn append(
         &mut self,
         stream: usize,
