@@ -17,8 +17,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::config::{Config, Target, DEFAULT_BATCH_MIB};
-use crate::duck::{names_storage_full, DuckError, Instance, Session};
-use crate::error::Failure;
+use crate::duck::{DuckError, Instance, Session};
+use crate::error::{Failure, Storage};
 use crate::names::literal;
 pub use crate::names::CATALOG;
 
@@ -234,17 +234,13 @@ fn inspect_existing(path: &Path, label: &str) -> Result<bool, Failure> {
 /// path, not a temporary or foreign one.
 fn verify_attached(session: &Session, label: &str) -> Result<()> {
     let row = session
-        .query(&format!(
-            "SELECT type, path IS NOT NULL AND path <> '', readonly FROM duckdb_databases() \
-             WHERE database_name = '{CATALOG}'"
+        .query_row(&format!(
+            "SELECT type = 'duckdb' AND path IS NOT NULL AND path <> '' AND NOT readonly \
+             FROM duckdb_databases() WHERE database_name = '{CATALOG}'"
         ))
         .context("inspecting the attached database")?;
-    match row.first().map(|r| &r[..]) {
-        Some([Some(kind), Some(persistent), Some(readonly)])
-            if kind == "duckdb" && persistent == "true" && readonly == "false" =>
-        {
-            Ok(())
-        }
+    match row.bool(0) {
+        Some(true) => Ok(()),
         _ => Err(Failure::config(format!(
             "`{label}` did not open as a writable DuckDB database file; name a new or DuckDB file"
         ))
@@ -291,26 +287,13 @@ fn attach_failure(label: &str, e: DuckError) -> anyhow::Error {
     anyhow::Error::new(e).context(failure)
 }
 
-/// The user's to fix, wherever in a sync it happens: a full disk, a
-/// file-size limit, or a location that refuses writes (a read-only folder
-/// lets DuckDB open the file but not create its WAL). DuckDB's own text
-/// stays in the internal message.
-pub fn storage_failure(e: anyhow::Error, label: &str) -> anyhow::Error {
-    let denied = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<DuckError>())
-        .is_some_and(DuckError::is_permission_denied);
-    let failure = if names_storage_full(&format!("{e:#}")) {
-        Failure::config(format!(
-            "the disk holding `{label}` is full, or a file-size limit was reached, while writing; \
-             free space and retry (everything up to the last echoed state is saved)"
-        ))
-    } else if denied {
-        unwritable(label)
-    } else {
-        return e;
-    };
-    e.context(failure)
+/// The context that names the database `label` for [`crate::error::classify`]
+/// (see [`Storage`]): attached to every error of a command that writes it.
+pub fn storage(label: &str) -> Storage {
+    Storage {
+        label: label.to_string(),
+        unwritable: unwritable(label).message,
+    }
 }
 
 fn open_motherduck(path: &str, token: Option<&str>) -> Result<Database> {

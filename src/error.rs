@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::duck::{names_storage_full, DuckError};
+
 /// Airbyte's `failure_type` of a TRACE ERROR message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureType {
@@ -70,8 +72,31 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// Finds the outermost [`Failure`] in an error chain; anything unclassified
-/// is a `system_error` described by the whole chain.
+/// The database a command writes, attached as context to its errors, so
+/// that [`classify`] can say in the user's terms when a write failed for its
+/// storage: a full disk, or a place the process may not write.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// What to call the database (a path or an `md:` URL).
+    pub label: String,
+    /// What to tell the user when it cannot be written (whose permission
+    /// is missing, and how to grant it).
+    pub unwritable: String,
+}
+
+impl fmt::Display for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "writing the database `{}`", self.label)
+    }
+}
+
+impl std::error::Error for Storage {}
+
+/// Decides the failure of an error chain: the outermost [`Failure`] in it;
+/// else, for an error while writing a database ([`Storage`] in the chain),
+/// a full disk or a permission DuckDB was refused is the user's to fix
+/// (`config_error`); anything else is a `system_error` described by the
+/// whole chain.
 ///
 /// ```
 /// use anyhow::Context;
@@ -94,5 +119,23 @@ pub fn classify(err: &anyhow::Error) -> Failure {
             return failure.clone();
         }
     }
+    if let Some(storage) = find::<Storage>(err) {
+        if names_storage_full(&format!("{err:#}")) {
+            return Failure::config(format!(
+                "the disk holding `{}` is full, or a file-size limit was reached, while writing; \
+                 free space and retry (everything up to the last echoed state is saved)",
+                storage.label
+            ));
+        }
+        if find::<DuckError>(err).is_some_and(DuckError::is_permission_denied) {
+            return Failure::config(storage.unwritable.clone());
+        }
+    }
     Failure::system(format!("{err:#}"))
+}
+
+/// The first `T` in an error chain, attached as context or as a cause.
+fn find<T: std::error::Error + Send + Sync + 'static>(err: &anyhow::Error) -> Option<&T> {
+    err.downcast_ref::<T>()
+        .or_else(|| err.chain().find_map(|c| c.downcast_ref::<T>()))
 }

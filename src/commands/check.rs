@@ -34,20 +34,20 @@ fn probe(config: &Config) -> Result<()> {
     // The probe writes one table of one row: any row group size does.
     let db = database::open(config, 1)?;
     let label = db.label.clone();
-    write_probe(config, db).map_err(|e| database::storage_failure(e, &label))
+    write_probe(config, db).context(database::storage(&label))
 }
 
 fn write_probe(config: &Config, db: database::Database) -> Result<()> {
     let schema = qualified_schema(&config.schema);
     let schema_existed = db
         .session
-        .query_value(&format!(
-            "SELECT count(*) FROM duckdb_schemas() WHERE database_name = '{}' AND lower(schema_name) = lower({})",
+        .query_row(&format!(
+            "SELECT count(*) > 0 FROM duckdb_schemas() WHERE database_name = '{}' AND lower(schema_name) = lower({})",
             database::CATALOG,
             literal(&config.schema)
         ))?
-        .as_deref()
-        != Some("0");
+        .bool(0)
+        == Some(true);
     let table = qualified(&config.schema, &internal::probe_table());
     let drop_schema = if schema_existed {
         String::new()

@@ -38,7 +38,7 @@ pub fn run<W: Write>(
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
     let db = database::open(&config, catalog.streams.len())?;
     let label = db.label.clone();
-    run_sync(&config, catalog, db, input, out).map_err(|e| database::storage_failure(e, &label))
+    run_sync(&config, catalog, db, input, out).context(database::storage(&label))
 }
 
 fn run_sync<W: Write>(

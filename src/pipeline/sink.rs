@@ -422,10 +422,10 @@ fn prepare_stream(
             (Some(generation), true) => {
                 // A retry of the same generation keeps the rows an earlier
                 // attempt staged (and acknowledged).
-                let other = session.query_value(&format!(
+                let other = session.query_row(&format!(
                     "SELECT count(*) FROM {staging} WHERE _airbyte_generation_id IS DISTINCT FROM {generation}"
                 ))?;
-                other.as_deref() == Some("0")
+                other.int(0) == Some(0)
             }
             _ => false,
         };

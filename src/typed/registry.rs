@@ -13,7 +13,7 @@ use super::coverage::{self, Coverage};
 use super::types::{columns_from_json, columns_to_json, Column};
 use crate::catalog::Stream;
 use crate::database::CATALOG;
-use crate::duck::Session;
+use crate::duck::{ResultRow, Session};
 use crate::internal::{self, fnv1a64, stream_key, TYPED_RELATIONS};
 use crate::names::{literal, qualified};
 
@@ -103,16 +103,18 @@ pub(super) fn survey(session: &Session) -> Result<Existing> {
     let (known, mut taken, shapes) = read_registry(session)?;
     taken.extend(internal::raw_names(session)?);
     let mut views: HashSet<(String, String)> = HashSet::new();
-    for row in session.query(&format!(
+    for row in session.query_values(&format!(
         "SELECT lower(schema_name), lower(table_name), false FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
          UNION ALL SELECT lower(schema_name), lower(view_name), true FROM duckdb_views() \
          WHERE database_name = '{CATALOG}' AND NOT internal"
     ))? {
-        if let [Some(schema), Some(name), Some(is_view)] = &row[..] {
-            if is_view == "true" {
-                views.insert((schema.clone(), name.clone()));
+        let row = ResultRow(row);
+        if let (Some(schema), Some(name), Some(is_view)) = (row.text(0), row.text(1), row.bool(2)) {
+            let pair = (schema.to_string(), name.to_string());
+            if is_view {
+                views.insert(pair.clone());
             }
-            taken.insert((schema.clone(), name.clone()));
+            taken.insert(pair);
         }
     }
     Ok(Existing {
@@ -165,7 +167,8 @@ fn read_registry(session: &Session) -> Result<Registry> {
             ),
         };
         let key = (key.to_string(), schema.to_string());
-        if kind.as_str() == Some("table") {
+        // A table's `definition` is its shape (a view's, its hash).
+        if matches!(typed.materialized, Materialized::Table { .. }) {
             shapes.insert(
                 key.clone(),
                 definition.as_str().unwrap_or_default().to_string(),
