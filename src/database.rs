@@ -64,19 +64,19 @@ const PLANNED_RECORD_BYTES: u64 = 300;
 /// a checkpoint. The commit rule waits for busy streams' groups to fill only
 /// while all of them fit in `batch_bytes`. So groups of 16,384 rows are used
 /// when every stream of the catalog could fill one at once within the limit
-/// (up to 27 streams of 300-byte records at the default 128 MiB): then 21
-/// interleaved streams commit whole groups (1M records: 3.8 → 2.9 s) and
-/// 100k records in 3 streams skip the WAL (0.45 → 0.30 s), for files 4–6%
-/// larger. Larger catalogs keep DuckDB's 122,880: with 200 streams, whose
-/// rows go through the WAL either way, the smaller groups made a 10M-record
-/// sync 21–24% slower and its file 25–35% larger (measured:
-/// bench/README.md).
+/// (up to 27 streams of 300-byte records at the default 128 MiB): then
+/// interleaved streams commit whole groups and small syncs skip the WAL, for
+/// slightly larger files. Larger catalogs keep DuckDB's 122,880: their
+/// streams' rows go through the WAL either way, and the smaller groups only
+/// made such syncs slower and their files larger. The measurements are in
+/// `bench/README.md`, "Measurements behind settings in the code", "Row
+/// groups".
 pub fn row_group_rows(streams: usize, batch_bytes: u64) -> u64 {
     let fill_all =
         (streams.max(1) as u64).saturating_mul(SMALL_ROW_GROUP_ROWS * PLANNED_RECORD_BYTES);
     // Not past the default limit: a larger `batch_size_mb` would let many
-    // streams wait up to 10 s for groups that slow streams never fill,
-    // which was not measured to pay.
+    // streams wait for groups that slow streams never fill, which was not
+    // measured to pay.
     if fill_all <= batch_bytes.min(DEFAULT_BATCH_MIB << 20) {
         SMALL_ROW_GROUP_ROWS
     } else {

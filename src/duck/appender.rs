@@ -244,7 +244,8 @@ impl<'s> Appender<'s> {
         let r = self.rows;
         // The text columns use DuckDB's unchecked assignment: the fields are
         // `&str`, so valid UTF-8 by type, and DuckDB's own check of every
-        // byte again cost 2-3% of a sync.
+        // byte again cost a measurable share of a sync (`bench/README.md`,
+        // "Measurements behind settings in the code", "Unchecked strings").
         // SAFETY: the vectors are non-null (checked above) column vectors of
         // the live chunk, of the types `new` verified (text, microseconds as
         // i64, text, text, i64); `r < capacity`, the chunk's row capacity,

@@ -23,11 +23,10 @@ use crate::internal;
 use crate::names::{literal, qualified, qualified_schema};
 use crate::raw::{self, MetaText, COLUMNS};
 
-/// When appenders hand their rows to the transaction. A table's at 4 MiB, so
-/// that DuckDB's appender buffer stays small (1M records, 3 streams: peak RSS
-/// 207–212 MB at 4 MiB against 216–221 MB at 8 MiB, same speed); every
-/// table's at 16 MiB in all (an 8 MiB total lowered peak RSS about as much,
-/// but took 200 streams from 7.5–7.7 s to 9.7–9.9 s).
+/// When appenders hand their rows to the transaction: a table's at 4 MiB, so
+/// that DuckDB's appender buffers stay small, and every table's at 16 MiB in
+/// all, as a smaller total slowed syncs of many streams (`bench/README.md`,
+/// "Measurements behind settings in the code", "Appender flush limits").
 const FLUSH: FlushLimits = FlushLimits {
     table: 4 << 20,
     all: 16 << 20,

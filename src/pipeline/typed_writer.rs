@@ -41,9 +41,8 @@ const FLUSH: FlushLimits = FlushLimits {
 };
 /// Chunks on their way to the writer. Three busy threads share two cores;
 /// more, smaller chunks in the queue keep the appending thread from stalling
-/// whenever the typed thread falls behind for a moment (1M records, 3
-/// streams: 3.43–3.52 s with two 4 MiB chunks, 3.06–3.27 s with eight of
-/// 2 MiB, at the same peak RSS).
+/// whenever the typed thread falls behind for a moment (`bench/README.md`,
+/// "Measurements behind settings in the code", "Typed-row chunks").
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Record bytes queued for the writer at most (see [`Queued`]): a chunk
 /// holds at least one record, so a count of chunks alone would let records

@@ -28,10 +28,11 @@ fn pointer(path: &[String]) -> String {
 /// A typing rule that the SQL calls by name: a DuckDB macro in the
 /// internal schema, made by [`create_rules`] before any typed SQL runs.
 ///
-/// Written out, the rules made every view about 10 KB of SQL, which DuckDB
-/// keeps and stores as a tree of about 70 KB, and writes again with the
-/// whole catalog at every checkpoint: 200 views added 15 MB to each one.
-/// Called by name, a view holds the calls only. A macro is expanded where
+/// Written out, the rules made every view many kilobytes of SQL, which
+/// DuckDB keeps, stores as a much larger tree, and writes again with the
+/// whole catalog at every checkpoint (`bench/README.md`, "Measurements
+/// behind settings in the code", "Typing rules as macros"). Called by name,
+/// a view holds the calls only. A macro is expanded where
 /// it is called, so what a query computes is the same. Inside a view the
 /// call names the schema only: DuckDB binds it in the view's own catalog,
 /// as it does the raw table, whatever name a client attaches the file by.
