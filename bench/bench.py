@@ -6,8 +6,8 @@ generated Airbyte input, on the same machine, in the same run:
                typed_output is)
   ours_off     the same with "typed_output": "off" (raw tables only)
   ours_views   the same with "typed_output": "views"
-  ours_tables  the same with "typed_output": "tables" (typed tables
-               materialised at the end of the sync)
+  ours_tables  the same with "typed_output": "tables" (typed tables written
+               as the records arrive, deduplicated ones merged at the end)
   duckdb_bulk  DuckDB's own read_ndjson + INSERT ... SELECT (bench/baselines.py)
   per_row      json.loads + executemany per STATE, like the official Python
                connector (bench/baselines.py), on a capped prefix of the input
@@ -28,8 +28,8 @@ child. Each result is checked: the row counts of main._airbyte_raw_<stream>
 must match the input, `ours*` must echo every STATE, and every typed relation
 must hold one row per record (append) or per distinct key (append_dedup).
 Any mismatch exits non-zero. After the table, a TARGETS block prints each
-target of issue #15 that the run measured, with its ratio and PASS or MISS
-(a MISS does not change the exit code). Run it through bench/run, which
+target (bench/README.md, "Targets") that the run measured, with its ratio and
+PASS or MISS (a MISS does not change the exit code). Run it through bench/run, which
 prepares the Python environment. See bench/README.md.
 """
 import argparse
@@ -585,9 +585,9 @@ def target(name, value, op, threshold, unit="x"):
 
 
 def compute_targets(results, mode):
-    """The targets of issue #15 that this run has the inputs for, in the
-    issue's order. Each compares contenders of the same run (same machine
-    load), medians over the repeats."""
+    """The targets (bench/README.md, "Targets") that this run has the inputs
+    for, in that section's order. Each compares contenders of the same run
+    (same machine load), medians over the repeats."""
     by = {(r["records"], r["streams"]): r["contenders"] for r in results}
     sizes = sorted({r["records"] for r in results})
     streams = sorted({r["streams"] for r in results})
@@ -650,7 +650,7 @@ def print_targets(targets):
     if not targets:
         return
     print()
-    print("TARGETS (issue #15; ratios within this run, medians over repeats; a MISS does not fail the run)")
+    print("TARGETS (bench/README.md, Targets; ratios within this run, medians over repeats; a MISS does not fail the run)")
     width = max(len(t["target"]) for t in targets)
     for t in targets:
         if t["unit"] == "flag":

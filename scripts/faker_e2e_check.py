@@ -21,7 +21,7 @@ full_refresh/overwrite) from `source-faker discover` output.
 checks that each `main._airbyte_raw_<stream>` (and its typed view
 `main.<stream>`, row for row) holds exactly the records of the
 given source outputs (data compared with key order and number spelling kept),
-with the column layout of SPEC §4.
+with the raw table layout of the README's "Tables" section.
 
 Exit status 0 when every check passes, 1 otherwise (each failure printed).
 """
