@@ -32,6 +32,20 @@ pub const DEFAULT_MEMORY_LIMIT: &str = "128MB";
 pub const MIN_MEMORY_LIMIT_BYTES: u64 = 128_000_000;
 /// 1 PiB: far above any machine, below what overflows DuckDB's parser.
 pub const MAX_MEMORY_LIMIT_BYTES: u64 = 1 << 50;
+/// How long `write` waits, by default, for another process to let go of the
+/// database file (see `lock_timeout_seconds`): long enough for a query or a
+/// notebook cell to finish and for someone to notice the log line naming
+/// the holder, short enough that a forgotten session fails the attempt with
+/// a retryable error instead of stalling the job for hours.
+pub const DEFAULT_LOCK_TIMEOUT_SECONDS: u64 = 300;
+/// How long `check` waits for the lock: a check answers a person in the
+/// Airbyte UI, who should hear at once that the file is held, and by whom.
+pub const CHECK_LOCK_TIMEOUT_SECONDS: u64 = 5;
+/// Seconds of quiet input after which `write` lets go of the database file
+/// between commits, by default (see `release_idle_seconds`): sources that
+/// page through an API pause this long between pages, while a stream that
+/// flows never pauses so long and never pays for a release.
+pub const DEFAULT_RELEASE_IDLE_SECONDS: u64 = 2;
 /// Seconds between progress reports during `write`.
 pub const DEFAULT_PROGRESS_SECONDS: u64 = 10;
 /// Relative `destination_path`s resolve under this folder when the variable
@@ -89,6 +103,11 @@ pub struct Config {
     pub batch_bytes: u64,
     pub progress_interval_seconds: u64,
     pub typed_output: TypedOutput,
+    /// How long to wait for another process's lock on the database file.
+    pub lock_timeout: std::time::Duration,
+    /// Quiet input after which the file is let go between commits; None:
+    /// held for the whole sync.
+    pub release_idle: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -112,6 +131,8 @@ impl std::fmt::Debug for Config {
             .field("batch_bytes", &self.batch_bytes)
             .field("progress_interval_seconds", &self.progress_interval_seconds)
             .field("typed_output", &self.typed_output)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("release_idle", &self.release_idle)
             .finish()
     }
 }
@@ -206,6 +227,10 @@ impl Config {
                 Failure::config("`typed_output` must be `views`, `tables` or `off`")
             })?,
         };
+        let lock_timeout = opt_integer(obj, "lock_timeout_seconds", 0, 86_400)?
+            .unwrap_or(DEFAULT_LOCK_TIMEOUT_SECONDS);
+        let release_idle = opt_integer(obj, "release_idle_seconds", 0, 3600)?
+            .unwrap_or(DEFAULT_RELEASE_IDLE_SECONDS);
         Ok(Config {
             target,
             schema,
@@ -215,6 +240,8 @@ impl Config {
             batch_bytes: batch_mib << 20,
             progress_interval_seconds,
             typed_output,
+            lock_timeout: std::time::Duration::from_secs(lock_timeout),
+            release_idle: (release_idle > 0).then(|| std::time::Duration::from_secs(release_idle)),
         })
     }
 }

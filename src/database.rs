@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use crate::config::{Config, Target, DEFAULT_BATCH_MIB};
 use crate::duck::{DuckError, Instance, Session};
 use crate::error::{Failure, Storage};
+use crate::lock::{Blocked, Wait};
 use crate::names::literal;
 pub use crate::names::CATALOG;
 
@@ -43,6 +44,36 @@ pub struct Database {
     pub label: String,
     /// Rows per row group of the tables written in this session.
     pub row_group_rows: u64,
+    /// How to attach the file again after [`Attachment::release`]; None
+    /// for MotherDuck, which is never released.
+    pub attachment: Option<Attachment>,
+}
+
+/// A database file attached to the session, which can be let go of between
+/// commits (so that other processes can open the file) and attached again,
+/// waiting for it as at the start.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The `ATTACH` of the existing file.
+    attach: String,
+    label: String,
+    wait: Wait,
+}
+
+impl Attachment {
+    /// Checkpoints the database and detaches it: the file is closed, and
+    /// other processes can open it. Call with no transaction open.
+    pub fn release(&self, session: &Session) -> Result<()> {
+        session
+            .execute(&format!("CHECKPOINT {CATALOG}; DETACH {CATALOG}"))
+            .with_context(|| format!("letting go of the database `{}`", self.label))
+    }
+
+    /// Attaches the file again, waiting while another process holds it.
+    pub fn reacquire(&self, session: &Session) -> Result<()> {
+        attach_waiting(session, &self.attach, &self.label, &self.wait)?;
+        verify_attached(session, &self.label)
+    }
 }
 
 /// DuckDB's own rows per row group.
@@ -85,8 +116,9 @@ pub fn row_group_rows(streams: usize, batch_bytes: u64) -> u64 {
 }
 
 /// Opens (creating when missing) the configured database, for a sync of
-/// `streams` streams.
-pub fn open(config: &Config, streams: usize) -> Result<Database> {
+/// `streams` streams, waiting as `wait` says while another process holds
+/// the file.
+pub fn open(config: &Config, streams: usize, wait: &Wait) -> Result<Database> {
     let threads = config.threads.map(|t| t.to_string());
     let mut options: Vec<(&str, &str)> = vec![
         // Air-gapped by design: never reach out for extensions at run time.
@@ -105,6 +137,7 @@ pub fn open(config: &Config, streams: usize) -> Result<Database> {
             &config.storage_version,
             row_group_rows(streams, config.batch_bytes),
             &options,
+            wait,
         ),
         Target::MotherDuck { path, token } => open_motherduck(path, token.as_deref()),
     }
@@ -115,6 +148,7 @@ fn open_file(
     storage_version: &str,
     row_group_rows: u64,
     options: &[(&str, &str)],
+    wait: &Wait,
 ) -> Result<Database> {
     let label = path.display().to_string();
     let is_new = inspect_existing(path, &label)?;
@@ -141,21 +175,27 @@ fn open_file(
     } else {
         String::new()
     };
-    let attach = format!(
-        "ATTACH {} AS {CATALOG} ({version}ROW_GROUP_SIZE {row_group_rows})",
-        literal(path_text),
-    );
-    session
-        .execute(&attach)
-        .map_err(|e| attach_failure(&label, e))?;
+    let attach = |version: &str| {
+        format!(
+            "ATTACH {} AS {CATALOG} ({version}ROW_GROUP_SIZE {row_group_rows})",
+            literal(path_text),
+        )
+    };
+    attach_waiting(&session, &attach(&version), &label, wait)?;
     verify_attached(&session, &label)?;
     // No `USE destination`: every statement names its tables in full, and
     // function names then resolve among DuckDB's own, never to a macro
     // someone defined in the file's `main` schema.
+    let attachment = Attachment {
+        attach: attach(""),
+        label: label.clone(),
+        wait: wait.clone(),
+    };
     Ok(Database {
         session,
         label,
         row_group_rows,
+        attachment: Some(attachment),
     })
 }
 
@@ -266,13 +306,17 @@ fn unwritable(label: &str) -> Failure {
     ))
 }
 
+/// Attaches the database (`attach`), waiting while another process holds
+/// the file.
+fn attach_waiting(session: &Session, attach: &str, label: &str, wait: &Wait) -> Result<()> {
+    wait.attach(session, attach, label).map_err(|b| match b {
+        Blocked::Locked(failure) => failure.into(),
+        Blocked::Other(e) => attach_failure(label, e),
+    })
+}
+
 fn attach_failure(label: &str, e: DuckError) -> anyhow::Error {
-    let failure = if e.is_lock_conflict() {
-        Failure::transient(format!(
-            "the database `{label}` is locked by another process (a DuckDB CLI, notebook or another sync?); \
-             close it and retry"
-        ))
-    } else if e.is_permission_denied() {
+    let failure = if e.is_permission_denied() {
         unwritable(label)
     } else if e.text().contains("not a valid DuckDB database")
         || e.text().contains("version number")
@@ -318,6 +362,7 @@ fn open_motherduck(path: &str, token: Option<&str>) -> Result<Database> {
     Ok(Database {
         session,
         label: path.to_string(),
+        attachment: None,
         // DuckDB's default, as nothing is set on MotherDuck; it only tunes
         // when commits are taken.
         row_group_rows: DUCKDB_ROW_GROUP_ROWS,

@@ -12,6 +12,7 @@ pub mod duck;
 pub mod emit;
 pub mod error;
 pub mod internal;
+pub mod lock;
 pub mod names;
 pub mod pipeline;
 pub mod protocol;

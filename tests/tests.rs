@@ -11,6 +11,7 @@ mod durability;
 mod edges;
 mod faults;
 mod kills;
+mod locks;
 mod packaging;
 mod properties;
 mod replay;

@@ -7,14 +7,18 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::config::Config;
+use crate::config::{Config, CHECK_LOCK_TIMEOUT_SECONDS};
 use crate::database;
 use crate::emit::Emitter;
 use crate::error::classify;
 use crate::internal;
+use crate::lock::Wait;
 use crate::names::{literal, qualified, qualified_schema};
 
 pub fn run<W: Write>(config_path: &Path, out: &mut Emitter<W>) -> Result<()> {
@@ -31,8 +35,14 @@ pub fn run<W: Write>(config_path: &Path, out: &mut Emitter<W>) -> Result<()> {
 }
 
 fn probe(config: &Config) -> Result<()> {
+    // A check answers a person: it waits for the file a few seconds only,
+    // then fails naming who holds it.
+    let wait = Wait {
+        timeout: Duration::from_secs(CHECK_LOCK_TIMEOUT_SECONDS),
+        cancelled: Arc::new(AtomicBool::new(false)),
+    };
     // The probe writes one table of one row: any row group size does.
-    let db = database::open(config, 1)?;
+    let db = database::open(config, 1, &wait)?;
     let label = db.label.clone();
     write_probe(config, db).context(database::storage(&label))
 }

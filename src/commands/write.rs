@@ -13,10 +13,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::catalog::Catalog;
-use crate::config::Config;
+use crate::config::{Config, Target};
 use crate::database;
 use crate::duck::Session;
 use crate::emit::Emitter;
+use crate::lock::{Wait, WriterLock};
 use crate::pipeline::policy::SystemClock;
 use crate::pipeline::reader::{self, ReaderMsg};
 use crate::pipeline::sink::{self, Sink};
@@ -36,9 +37,20 @@ pub fn run<W: Write>(
     let config = Config::load(config_path)?;
     let catalog = Catalog::load(catalog_path, &config.schema)?;
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
-    let db = database::open(&config, catalog.streams.len())?;
+    // Before any wait for the file: a cancel ends a wait too.
+    let cancelled = install_signal_handlers()?;
+    let wait = Wait {
+        timeout: config.lock_timeout,
+        cancelled: Arc::clone(&cancelled),
+    };
+    // One sync at a time per database, for the whole sync (see `lock`).
+    let _writer = match &config.target {
+        Target::File(path) => Some(WriterLock::acquire(path, &wait)?),
+        Target::MotherDuck { .. } => None,
+    };
+    let db = database::open(&config, catalog.streams.len(), &wait)?;
     let label = db.label.clone();
-    run_sync(&config, catalog, db, input, out).context(database::storage(&label))
+    run_sync(&config, catalog, db, input, out, cancelled).context(database::storage(&label))
 }
 
 fn run_sync<W: Write>(
@@ -47,6 +59,7 @@ fn run_sync<W: Write>(
     db: database::Database,
     input: Box<dyn Read + Send>,
     out: &mut Emitter<W>,
+    cancelled: Arc<AtomicBool>,
 ) -> Result<()> {
     let session = &db.session;
     // Every stream's tables are resolved here, once, before the catalog is
@@ -54,8 +67,6 @@ fn run_sync<W: Write>(
     // typed relations all read.
     tables::assign(session, &mut catalog.streams)?;
     let catalog = Arc::new(catalog);
-    // Before the typed tables are caught up, which can take a while.
-    let cancelled = install_signal_handlers()?;
     sink::prepare_tables(session, &catalog)?;
     // A scope for the typed output's threads, which borrow the database:
     // they end before the database is closed, on every path out of here.
@@ -67,6 +78,7 @@ fn run_sync<W: Write>(
             config.memory_limit_bytes(),
             db.row_group_rows,
             typed,
+            db.attachment.clone(),
         );
         let append_phase = append_phase_settings(config);
         set_append_phase(session, &append_phase)?;
@@ -81,9 +93,10 @@ fn run_sync<W: Write>(
                 .iter()
                 .map(|s| format!("\"{}\".\"{}\"", s.schema, s.table))
                 .collect(),
+            release_idle: config.release_idle,
         };
         SyncLoop::new(&mut sink, &catalog, out, SystemClock, settings).run(&rx)?;
-        let typed = sink.finish();
+        let typed = sink.finish()?;
         for (name, _) in &append_phase {
             session
                 .execute(&format!("RESET {name}"))

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use super::typed_output::TypedOutput;
 use super::unflushed::{Flush, FlushLimits, Unflushed};
 use crate::catalog::{Catalog, Stream, WriteMode};
-use crate::database::CATALOG;
+use crate::database::{Attachment, CATALOG};
 use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::internal;
@@ -78,6 +78,11 @@ pub struct Sink<'scope, 's> {
     /// The sync's typed output: each record goes there too, and each
     /// commit of raw rows is followed by its typed rows.
     typed: TypedOutput<'scope, 's>,
+    /// How to let go of the database file while the input is idle, and
+    /// attach it again (None: never let go, as for MotherDuck).
+    attachment: Option<Attachment>,
+    /// The file is let go of: it is attached again before the next write.
+    released: bool,
     /// Appended bytes not yet handed to the transaction, per table.
     unflushed: Unflushed,
     /// Rows per row group of the database's tables
@@ -127,6 +132,7 @@ impl<'scope, 's> Sink<'scope, 's> {
         pool_bytes: u64,
         group_rows: u64,
         typed: TypedOutput<'scope, 's>,
+        attachment: Option<Attachment>,
     ) -> Sink<'scope, 's> {
         let targets: Vec<Target<'s>> = catalog
             .streams
@@ -153,14 +159,53 @@ impl<'scope, 's> Sink<'scope, 's> {
             group_rows,
             typed,
             unflushed,
+            attachment,
+            released: false,
         }
     }
 
     /// Ends the appending: the typed output's writer commits its last rows
-    /// and stops, and the typed output is handed back for its last step.
-    pub fn finish(mut self) -> TypedOutput<'scope, 's> {
+    /// and stops, and the typed output is handed back for its last step,
+    /// with the database attached.
+    pub fn finish(mut self) -> Result<TypedOutput<'scope, 's>> {
+        self.attached()?;
         self.typed.end_appending();
-        self.typed
+        Ok(self.typed)
+    }
+
+    /// Lets go of the database file, so that other processes can open it,
+    /// until the next write: a checkpoint, then the file is closed. Only
+    /// between commits (no transaction open); the typed views are made
+    /// first if they are still being made. Does nothing if the file cannot
+    /// be let go of (MotherDuck) or already is.
+    pub fn release(&mut self) -> Result<()> {
+        let Some(attachment) = self.attachment.as_ref().filter(|_| !self.released) else {
+            return Ok(());
+        };
+        debug_assert!(self.txn.is_none(), "release between commits only");
+        self.typed.settle()?;
+        let started = std::time::Instant::now();
+        attachment.release(self.session)?;
+        self.released = true;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "the input is idle: the database file is let go of until records come"
+        );
+        Ok(())
+    }
+
+    /// Attaches the database file again if it was let go of.
+    fn attached(&mut self) -> Result<()> {
+        if let Some(attachment) = self.attachment.as_ref().filter(|_| self.released) {
+            let started = std::time::Instant::now();
+            attachment.reacquire(self.session)?;
+            self.released = false;
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "records came: the database file is open again"
+            );
+        }
+        Ok(())
     }
 
     /// Adds one record to the open transaction (opening one if needed).
@@ -172,6 +217,7 @@ impl<'scope, 's> Sink<'scope, 's> {
         changes: Option<&str>,
     ) -> Result<()> {
         if self.txn.is_none() {
+            self.attached()?;
             self.txn = Some(self.session.begin().context("starting a transaction")?);
         }
         self.make_room(data.len() as u64)?;
@@ -360,14 +406,16 @@ impl<'scope, 's> Sink<'scope, 's> {
     /// transaction. Later records of the stream go to the live table.
     pub fn finish_truncate(&mut self, stream: usize) -> Result<()> {
         debug_assert!(self.txn.is_none(), "commit before finishing a truncate");
-        let s = &self.catalog.streams[stream];
+        let catalog = Arc::clone(&self.catalog);
+        let s = &catalog.streams[stream];
         if s.mode != WriteMode::Truncate {
             return Ok(());
         }
-        let target = &mut self.targets[stream];
-        if target.table != s.staging_table {
+        if self.targets[stream].table != s.staging_table {
             return Ok(()); // already swapped
         }
+        self.attached()?;
+        let target = &mut self.targets[stream];
         // The appender references the staging table, which is about to go.
         target.appender = None;
         let (live, staging) = (

@@ -57,6 +57,11 @@ pub trait Store {
     /// Swaps a truncating stream's staged rows in; call with no open
     /// transaction.
     fn finish_truncate(&mut self, stream: usize) -> Result<()>;
+    /// Lets go of the database between commits, so that other processes
+    /// can open it; the store takes it back before it next writes.
+    fn release(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl Store for Sink<'_, '_> {
@@ -87,6 +92,9 @@ impl Store for Sink<'_, '_> {
     fn finish_truncate(&mut self, stream: usize) -> Result<()> {
         Sink::finish_truncate(self, stream)
     }
+    fn release(&mut self) -> Result<()> {
+        Sink::release(self)
+    }
 }
 
 /// How the loop is set up.
@@ -101,6 +109,10 @@ pub struct Settings {
     pub cancelled: Arc<AtomicBool>,
     /// The quoted raw table of each stream, for the closing summary.
     pub tables: Vec<String>,
+    /// Quiet input after which the database is let go of (between
+    /// commits, when every row written is covered by an echoed state);
+    /// None: never.
+    pub release_idle: Option<Duration>,
 }
 
 pub struct SyncLoop<'a, S: Store, W: Write, C: Clock> {
@@ -115,6 +127,15 @@ pub struct SyncLoop<'a, S: Store, W: Write, C: Clock> {
     status_seen: Vec<bool>,
     progress: Progress,
     last_commit: Instant,
+    /// When the last batch of input arrived.
+    last_input: Instant,
+    /// The store was let go of in this quiet spell.
+    released: bool,
+    /// Records were appended that no received state covers (written ahead
+    /// past the held limit, or before a truncate's COMPLETE): until a state
+    /// comes, the database holds rows no echoed state covers, and is not
+    /// let go of, so that readers never see them.
+    ahead_of_states: bool,
     held: Held,
 }
 
@@ -154,6 +175,9 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
             status_seen: vec![false; streams],
             progress,
             last_commit,
+            last_input: last_commit,
+            released: false,
+            ahead_of_states: false,
             held: Held::default(),
         }
     }
@@ -208,6 +232,8 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
     }
 
     fn on_batch(&mut self, batch: Batch) -> Result<()> {
+        self.last_input = self.clock.now();
+        self.released = false;
         self.take(batch)?;
         self.commit_if_due(false)?;
         self.maybe_report()
@@ -216,7 +242,29 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
     /// The input has been quiet for [`IDLE_FLUSH`].
     fn on_idle(&mut self) -> Result<()> {
         self.commit_if_due(true)?;
+        self.release_if_idle()?;
         self.maybe_report()
+    }
+
+    /// Lets go of the database once the input has been quiet for
+    /// `release_idle`, if everything written is committed and covered by
+    /// echoed states: a reader that opens the file then sees exactly what
+    /// the echoed states cover.
+    fn release_if_idle(&mut self) -> Result<()> {
+        let Some(after) = self.settings.release_idle else {
+            return Ok(());
+        };
+        if self.released
+            || self.ahead_of_states
+            || self.store.has_pending()
+            || self.checkpointer.has_pending()
+            || self.clock.now().saturating_duration_since(self.last_input) < after
+        {
+            return Ok(());
+        }
+        self.store.release()?;
+        self.released = true;
+        Ok(())
     }
 
     /// Asks the policy, and commits if it says so.
@@ -289,6 +337,7 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
                 }
                 Event::State { .. } => {
                     self.append_held_upto(k)?;
+                    self.ahead_of_states = false;
                     let last = self.held.batches.back().expect("kept by append_held_upto");
                     if let Event::State {
                         line_text,
@@ -304,7 +353,7 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
                     let (stream, complete) = (*stream, *complete);
                     self.status_seen[stream] = true;
                     if complete && self.catalog.streams[stream].mode == WriteMode::Truncate {
-                        self.append_held_upto(k)?;
+                        self.ahead_of_states |= self.append_held_upto(k)? > 0;
                         self.commit()?;
                         self.store.finish_truncate(stream)?;
                     }
@@ -315,6 +364,7 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
             // No state in sight: write them anyway, memory stays bounded.
             self.append_held()?;
             self.held.uncovered = true;
+            self.ahead_of_states = true;
         }
         Ok(())
     }
@@ -322,12 +372,13 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
     /// Appends every held record.
     fn append_held(&mut self) -> Result<()> {
         let n = self.held.batches.back().map_or(0, |b| b.events.len());
-        self.append_held_upto(n)
+        self.append_held_upto(n).map(drop)
     }
 
     /// Appends the held records before event `upto` of the newest batch;
-    /// what remains held starts there.
-    fn append_held_upto(&mut self, upto: usize) -> Result<()> {
+    /// what remains held starts there. Returns how many it appended.
+    fn append_held_upto(&mut self, upto: usize) -> Result<usize> {
+        let mut appended = 0;
         let count = self.held.batches.len();
         for (i, batch) in self.held.batches.iter().enumerate() {
             let from = if i == 0 { self.held.start } else { 0 };
@@ -353,6 +404,7 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
                             changes.clone().map(|c| &batch.bytes[c]),
                         )
                         .with_context(|| format!("line {line}"))?;
+                    appended += 1;
                 }
             }
         }
@@ -361,7 +413,7 @@ impl<'a, S: Store, W: Write, C: Clock> SyncLoop<'a, S, W, C> {
         }
         self.held.start = upto;
         self.held.bytes = 0;
-        Ok(())
+        Ok(appended)
     }
 
     fn maybe_report(&mut self) -> Result<()> {

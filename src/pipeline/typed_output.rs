@@ -49,8 +49,10 @@ enum Plan {
 pub struct TypedOutput<'scope, 's> {
     session: &'s Session,
     catalog: Arc<Catalog>,
-    /// `views` and `off`: the thread preparing the typed relations.
+    /// `views` and `off`: the thread preparing the typed relations, until
+    /// it is joined; then what it gave.
     beside: Option<ScopedJoinHandle<'scope, Result<()>>>,
+    beside_done: Option<Result<()>>,
     /// `tables`: one plan per stream, in catalog order (empty otherwise).
     plans: Vec<Plan>,
     /// The inline streams' typed rows, while the records are appended.
@@ -70,6 +72,7 @@ impl<'scope, 's: 'scope> TypedOutput<'scope, 's> {
             session: instance,
             catalog,
             beside: None,
+            beside_done: None,
             plans: Vec::new(),
             writer: None,
         };
@@ -154,11 +157,9 @@ impl TypedOutput<'_, '_> {
     /// refresh that fails loses none of them.
     pub fn finish(mut self) -> Result<()> {
         self.end_appending();
-        if let Some(beside) = self.beside.take() {
-            return beside
-                .join()
-                .map_err(|_| anyhow!("the typed view thread stopped on a bug (a panic)"))?
-                .context("preparing the typed views");
+        self.settle()?;
+        if let Some(done) = self.beside_done.take() {
+            return done;
         }
         let tables = database::existing_tables(self.session)?;
         // Every stream gets its refresh even if one before it fails; the
@@ -194,6 +195,20 @@ impl TypedOutput<'_, '_> {
             }
         }
         first_failure.map_or(Ok(()), Err)
+    }
+
+    /// Waits for the typed views to be made, if they are being made (before
+    /// the database is let go of, which their session must not be using).
+    /// Their failure, if any, is reported by [`TypedOutput::finish`].
+    pub fn settle(&mut self) -> Result<()> {
+        if let Some(beside) = self.beside.take() {
+            let done = beside
+                .join()
+                .map_err(|_| anyhow!("the typed view thread stopped on a bug (a panic)"))?
+                .context("preparing the typed views");
+            self.beside_done = Some(done);
+        }
+        Ok(())
     }
 
     /// Typed rows written as records arrived were given up: those tables are

@@ -234,8 +234,14 @@ impl Harness {
     /// Starts `write` with stdin left open; stdout and stderr lines arrive
     /// on channels.
     pub fn spawn_write(&self) -> Live {
+        self.spawn_with(&self.write_args())
+    }
+
+    /// Starts the binary with `args`, stdin left open; stdout and stderr
+    /// lines arrive on channels.
+    pub fn spawn_with(&self, args: &[&str]) -> Live {
         let mut child = Command::new(BIN)
-            .args(self.write_args())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

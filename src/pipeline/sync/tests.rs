@@ -212,6 +212,7 @@ fn settings(batch_bytes: u64) -> Settings {
         progress_on_stdout: false,
         cancelled: Arc::new(AtomicBool::new(false)),
         tables: vec!["a".into(), "b".into()],
+        release_idle: None,
     }
 }
 
