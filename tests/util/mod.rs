@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod cases;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_destination-duckdb");
 
 /// How long a test waits for an event (a line on stdout or stderr, an exit)
@@ -328,14 +330,6 @@ impl Live {
     pub fn try_send(&mut self, data: &str) -> bool {
         let stdin = self.stdin.as_mut().unwrap();
         stdin.write_all(data.as_bytes()).is_ok() && stdin.flush().is_ok()
-    }
-
-    /// The next stdout line, waiting at most `secs` seconds.
-    pub fn next_line(&self, secs: u64) -> Option<Value> {
-        self.lines
-            .recv_timeout(Duration::from_secs(secs))
-            .ok()
-            .map(|l| serde_json::from_str(&l).unwrap())
     }
 
     /// The next stdout message that `wanted` accepts, skipping others (LOG
