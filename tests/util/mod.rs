@@ -1,5 +1,7 @@
 //! The test harness: a temp dir per test, the real binary, and an
-//! independent reader of the resulting DuckDB file.
+//! independent reader of the resulting DuckDB file. A process the test talks
+//! to while it runs ([`Live`]) is waited on by event (a line, the end of its
+//! output, its exit), each wait bounded by one [`HANG_GUARD`].
 
 #![allow(dead_code)]
 
