@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use crate::config::{Config, Target, DEFAULT_BATCH_MIB};
 use crate::duck::{DuckError, Instance, Session};
 use crate::error::{Failure, Storage};
-use crate::lock::{Blocked, Wait};
+use crate::lock::{Blocked, Wait, WriterLock};
 use crate::names::literal;
 pub use crate::names::CATALOG;
 
@@ -47,6 +47,18 @@ pub struct Database {
     /// How to attach the file again after [`Attachment::release`]; None
     /// for MotherDuck, which is never released.
     pub attachment: Option<Attachment>,
+    /// A sync's hold on the writers' lock beside the file (see
+    /// [`WriterLock`]), until the database is dropped.
+    _writer: Option<WriterLock>,
+}
+
+/// What a database is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A sync: one at a time per file, for its whole length.
+    Sync,
+    /// A check: one short transaction, beside anything else.
+    Check,
 }
 
 /// A database file attached to the session, which can be let go of between
@@ -118,7 +130,7 @@ pub fn row_group_rows(streams: usize, batch_bytes: u64) -> u64 {
 /// Opens (creating when missing) the configured database, for a sync of
 /// `streams` streams, waiting as `wait` says while another process holds
 /// the file.
-pub fn open(config: &Config, streams: usize, wait: &Wait) -> Result<Database> {
+pub fn open(config: &Config, streams: usize, wait: &Wait, purpose: Purpose) -> Result<Database> {
     let threads = config.threads.map(|t| t.to_string());
     let mut options: Vec<(&str, &str)> = vec![
         // Air-gapped by design: never reach out for extensions at run time.
@@ -138,6 +150,7 @@ pub fn open(config: &Config, streams: usize, wait: &Wait) -> Result<Database> {
             row_group_rows(streams, config.batch_bytes),
             &options,
             wait,
+            purpose,
         ),
         Target::MotherDuck { path, token } => open_motherduck(path, token.as_deref()),
     }
@@ -149,6 +162,7 @@ fn open_file(
     row_group_rows: u64,
     options: &[(&str, &str)],
     wait: &Wait,
+    purpose: Purpose,
 ) -> Result<Database> {
     let label = path.display().to_string();
     let is_new = inspect_existing(path, &label)?;
@@ -160,6 +174,11 @@ fn open_file(
             ))
         })?;
     }
+    // Before the file is opened: a second sync waits here for the first.
+    let writer = match purpose {
+        Purpose::Sync => Some(WriterLock::acquire(path, wait, |_| unwritable(&label))?),
+        Purpose::Check => None,
+    };
     let path_text = path.to_str().ok_or_else(|| {
         Failure::config(format!("`destination_path` `{label}` is not valid UTF-8"))
     })?;
@@ -196,6 +215,7 @@ fn open_file(
         label,
         row_group_rows,
         attachment: Some(attachment),
+        _writer: writer,
     })
 }
 
@@ -301,7 +321,7 @@ fn settings_failure(e: DuckError) -> anyhow::Error {
 /// whether DuckDB found out when attaching or at a later commit.
 fn unwritable(label: &str) -> Failure {
     Failure::config(format!(
-        "cannot write the database `{label}` or the files beside it (`.wal`, `.tmp`): \
+        "cannot write the database `{label}` or the files beside it (`.wal`, `.tmp`, `.writer.lock`): \
          permission denied, read-only location, or a folder in the way"
     ))
 }
@@ -363,6 +383,7 @@ fn open_motherduck(path: &str, token: Option<&str>) -> Result<Database> {
         session,
         label: path.to_string(),
         attachment: None,
+        _writer: None,
         // DuckDB's default, as nothing is set on MotherDuck; it only tunes
         // when commits are taken.
         row_group_rows: DUCKDB_ROW_GROUP_ROWS,

@@ -129,8 +129,14 @@ pub struct WriterLock {
 
 impl WriterLock {
     /// Takes the writers' lock of the database at `db`, waiting as `wait`
-    /// says while another sync holds it.
-    pub fn acquire(db: &Path, wait: &Wait) -> Result<WriterLock> {
+    /// says while another sync holds it. `unwritable` says what to tell the
+    /// user when the folder refuses the lock file (as it would refuse the
+    /// database's own files).
+    pub fn acquire(
+        db: &Path,
+        wait: &Wait,
+        unwritable: impl FnOnce(std::io::Error) -> Failure,
+    ) -> Result<WriterLock> {
         let path = writer_lock_path(db);
         let shown = path.display().to_string();
         if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
@@ -145,10 +151,13 @@ impl WriterLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| {
-                Failure::config(format!(
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    unwritable(e)
+                }
+                _ => Failure::config(format!(
                     "cannot open `{shown}`, the lock that keeps two syncs of this database apart: {e}"
-                ))
+                )),
             })?;
         let started = Instant::now();
         let mut logged: Option<Instant> = None;
@@ -256,8 +265,9 @@ mod tests {
             timeout: Duration::from_secs(secs),
             cancelled: Arc::new(AtomicBool::new(false)),
         };
-        let first = WriterLock::acquire(&db, &wait(0)).unwrap();
-        let e = match WriterLock::acquire(&db, &wait(0)) {
+        let refused = |e: std::io::Error| Failure::config(e.to_string());
+        let first = WriterLock::acquire(&db, &wait(0), refused).unwrap();
+        let e = match WriterLock::acquire(&db, &wait(0), refused) {
             Err(e) => e,
             Ok(_) => panic!("two writers held the lock"),
         };
@@ -271,6 +281,6 @@ mod tests {
             failure.message
         );
         drop(first);
-        WriterLock::acquire(&db, &wait(0)).unwrap();
+        WriterLock::acquire(&db, &wait(0), refused).unwrap();
     }
 }

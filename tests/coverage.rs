@@ -8,8 +8,6 @@
 //! copied and synced with `typed_output: views` and no records, and its
 //! views are read beside the tables.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::util::{global_state, lines, record, Harness, Live};
@@ -141,7 +139,7 @@ fn records(stream: &str, tag: &str, n: usize) -> Vec<String> {
 
 fn terminate_after_swap(mut live: Live) {
     assert!(
-        live.wait_for_log(SWAPPED, 30),
+        live.wait_for_log(SWAPPED),
         "the overwrite completes while stdin stays open"
     );
     let status = live.terminate();
@@ -169,7 +167,7 @@ fn a_refresh_cut_off_after_its_swap_leaves_no_drift() {
         match cut {
             "sigterm" => terminate_after_swap(live),
             _ => {
-                assert!(live.wait_for_log(SWAPPED, 30), "the overwrite completes");
+                assert!(live.wait_for_log(SWAPPED), "the overwrite completes");
                 live.send("not json\n");
                 live.close_stdin();
                 assert!(!live.child.wait().unwrap().success(), "a bad line fails");
@@ -280,8 +278,10 @@ fn random_sync(h: &Harness, rng: &mut Rng, step: usize, modes: &[(&str, Mode)], 
             input.push(complete(name));
         }
     }
-    let swaps = modes.iter().any(|(_, m)| *m != Mode::Append)
-        && input.iter().any(|l| l.contains("COMPLETE"));
+    // A truncating stream that reports COMPLETE swaps while stdin is open.
+    let swaps = modes
+        .iter()
+        .any(|(name, m)| *m != Mode::Append && input.contains(&complete(name)));
     match end {
         End::Clean => h.write(lines(&input).as_bytes()).code == Some(0),
         End::BadLine | End::TraceError => {
@@ -292,32 +292,21 @@ fn random_sync(h: &Harness, rng: &mut Rng, step: usize, modes: &[(&str, Mode)], 
             h.write(lines(&input).as_bytes()).code == Some(0)
         }
         End::TermAfterSwap if swaps => {
-            let live = h.spawn_write();
-            let mut live = live;
+            let mut live = h.spawn_write();
             live.send(&lines(&input));
-            if live.wait_for_log(SWAPPED, 30) {
-                live.terminate();
-            } else {
-                // The COMPLETE was for an appended stream only.
-                live.close_stdin();
-                live.child.wait().unwrap();
-            }
+            assert!(live.wait_for_log(SWAPPED), "the swap happens");
+            live.terminate();
             false
         }
         End::TermAfterSwap => h.write(lines(&input).as_bytes()).code == Some(0),
         End::KillAfterStates(k) => {
             let mut live = h.spawn_write();
             live.send(&lines(&input));
-            let mut seen = 0;
-            while seen < k {
-                match live.lines.recv_timeout(Duration::from_secs(20)) {
-                    Ok(line) if line.contains(r#""type":"STATE""#) => seen += 1,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
+            // Every state of the input comes back while stdin stays open.
+            for _ in 0..k.min(states as usize) {
+                live.next_state();
             }
-            live.child.kill().unwrap();
-            live.child.wait().unwrap();
+            live.kill();
             false
         }
     }

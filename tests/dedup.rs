@@ -3,8 +3,6 @@
 //! and nested keys, cursor ties, NULL cursors, CDC deletes, schema changes
 //! between syncs, and both `typed_output` modes.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
 use crate::util::*;
@@ -794,19 +792,12 @@ fn sigkill_during_a_table_refresh_keeps_the_previous_table() {
     let mut live = h.spawn_write();
     live.send(&input);
     live.close_stdin();
-    let started = Instant::now();
-    loop {
-        let line = live
-            .next_line(120)
-            .expect("the sync logs its summary before the refresh");
-        let message = line["log"]["message"].as_str().unwrap_or("");
-        if message.starts_with("sync finished") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120));
-    }
-    live.child.kill().unwrap();
-    live.child.wait().unwrap();
+    live.wait_for("the summary the sync logs before the refresh", |m| {
+        m["log"]["message"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("sync finished"))
+    });
+    live.kill();
 
     // Every acknowledged raw row is there; the typed table is whole: the
     // previous one, or (if the kill came late) the refreshed one.

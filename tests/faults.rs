@@ -1,53 +1,29 @@
 //! Faults from outside: Airbyte's cancel (SIGTERM), a full disk or a file
 //! size limit, a read-only location, a lock held by another process. Each
-//! ends promptly with one TRACE error, never a panic or a hang, and leaves a
-//! file that opens with every acknowledged row in it exactly once.
+//! ends the sync by itself with one TRACE error, never a panic or a hang, and
+//! leaves a file that opens with every acknowledged row in it exactly once.
+//!
+//! Every wait here ends on an event (a state, a progress line, the exit) or
+//! fails at the hang guard; none is timed. How soon a cancel is noticed is
+//! the sync loop's rule, checked in its own tests.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::util::{catalog_of, global_state, lines, parse_stdout, record, Harness, Live, Run, BIN};
+use crate::util::{
+    catalog_of, global_state, lines, parse_stdout, record, Harness, Live, Run, BIN, HANG_GUARD,
+};
 
-/// Waits at most `secs` for the child to exit on its own.
-fn wait_at_most(child: &mut Child, secs: u64) -> Option<ExitStatus> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits for the next STATE on a live process's stdout, skipping LOG lines.
-fn next_state(live: &Live, secs: u64) -> Option<Value> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let line = live.lines.recv_timeout(left).ok()?;
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["type"] == "STATE" {
-            return Some(v);
-        }
-        assert_eq!(v["type"], "LOG", "unexpected line before the state: {line}");
-    }
-    None
-}
-
-/// Every stdout line a live process still has, up to its EOF.
+/// Every stdout line a live process still has, up to its end, parsed.
 fn rest_of_stdout(live: &Live) -> Vec<Value> {
-    let mut out = Vec::new();
-    while let Ok(line) = live.lines.recv_timeout(Duration::from_secs(5)) {
-        out.push(serde_json::from_str(&line).unwrap());
-    }
-    out
+    live.rest_of_stdout()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 fn trace_errors(messages: &[Value]) -> Vec<&Value> {
@@ -58,21 +34,32 @@ fn trace_errors(messages: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -TERM failed");
-}
-
 // ---------------------------------------------------------------- SIGTERM
 
-/// 1000 acknowledged records, then `late` unacknowledged ones, then SIGTERM
-/// after `pause`. Checks the exit and the output; returns the harness.
+/// When SIGTERM comes, relative to the unacknowledged records. Each moment
+/// is an event on stdout, so no delay decides which one a test gets.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// As soon as they are in the pipe.
+    AtOnce,
+    /// Once a progress line counts them: the writer holds them (no state
+    /// covers them) and waits for more input.
+    WhileWaiting,
+    /// Once a second progress line counts them: the writer reports only
+    /// while it waits, so the input has paused for at least one idle
+    /// interval with them held.
+    AfterPause,
+}
+
+/// 1000 acknowledged records, then 50 unacknowledged ones, then SIGTERM at
+/// `moment`. Checks the exit and the output; returns the harness.
 #[allow(clippy::print_stderr)]
-fn sigterm_after_unacknowledged_records(pause: Duration) -> Harness {
+fn sigterm_after_unacknowledged_records(moment: Moment) -> Harness {
     let h = Harness::new();
+    h.write_config(json!({
+        "destination_path": h.db_path().to_str().unwrap(),
+        "progress_interval_seconds": 1,
+    }));
     h.write_catalog(&catalog_of(&[("s", None)], "append"));
     let mut live = h.spawn_write();
     let acknowledged: Vec<String> = (0..1000)
@@ -80,36 +67,49 @@ fn sigterm_after_unacknowledged_records(pause: Duration) -> Harness {
         .chain([global_state(1)])
         .collect();
     live.send(&lines(&acknowledged));
-    let echoed = next_state(&live, 20).expect("the state is echoed while stdin stays open");
+    let echoed = live.next_state();
     assert_eq!(echoed["state"]["destinationStats"]["recordCount"], 1000.0);
 
     let late: Vec<String> = (0..50)
         .map(|i| record("s", 5000 + i, &format!(r#"{{"late":{i}}}"#)))
         .collect();
     live.send(&lines(&late));
-    std::thread::sleep(pause);
-    let sent = Instant::now();
-    sigterm(&live.child);
-    let status = wait_at_most(&mut live.child, 5)
-        .unwrap_or_else(|| panic!("still running 5 s after SIGTERM"));
-    let took = sent.elapsed();
+    let counted = |m: &Value| {
+        m["type"] == "LOG"
+            && m["log"]["message"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("progress: 1050 records "))
+    };
+    let progress_lines = match moment {
+        Moment::AtOnce => 0,
+        Moment::WhileWaiting => 1,
+        Moment::AfterPause => 2,
+    };
+    for _ in 0..progress_lines {
+        live.wait_for("a progress line counting the late records", counted);
+    }
+    live.sigterm();
     // The process ends itself (a handled signal), with an error code.
+    let status = live.wait_exit();
     let code = status.code();
     assert!(
         matches!(code, Some(c) if c != 0 && c != 101),
-        "exit after SIGTERM: {status:?}"
+        "{moment:?}: exit after SIGTERM: {status:?}"
     );
     let after = rest_of_stdout(&live);
     assert!(
         after.iter().all(|m| m["type"] != "STATE"),
-        "no state after the cancel: {after:?}"
+        "{moment:?}: no state after the cancel: {after:?}"
     );
     let errors = trace_errors(&after);
-    assert!(errors.len() <= 1, "at most one TRACE error: {after:?}");
+    assert!(
+        errors.len() <= 1,
+        "{moment:?}: at most one TRACE error: {after:?}"
+    );
     for e in &errors {
         assert!(!e["message"].as_str().unwrap_or("").is_empty(), "{e}");
     }
-    eprintln!("SIGTERM: exit {code:?} after {took:?}, TRACE errors: {errors:?}");
+    eprintln!("SIGTERM {moment:?}: exit {code:?}, TRACE errors: {errors:?}");
     drop(live);
 
     // The file opens read-only; acknowledged rows are there exactly once.
@@ -126,7 +126,7 @@ fn sigterm_after_unacknowledged_records(pause: Duration) -> Harness {
     assert_eq!(
         (rows, distinct),
         (1000, 1000),
-        "every acknowledged row, once"
+        "{moment:?}: every acknowledged row, once"
     );
     h
 }
@@ -155,17 +155,15 @@ const ROLLED_BACK: &str = "records after the last echoed state are rolled back o
      as the TRACE error says (the platform re-sends them: keeping them duplicates them)";
 
 #[test]
-fn sigterm_ends_the_sync_promptly_and_keeps_exactly_the_acknowledged_rows() {
-    let h = sigterm_after_unacknowledged_records(Duration::ZERO);
+fn sigterm_ends_the_sync_and_keeps_exactly_the_acknowledged_rows() {
+    let h = sigterm_after_unacknowledged_records(Moment::AtOnce);
     assert_eq!(late_rows(&h), (0, 0), "{ROLLED_BACK}");
     assert_next_sync_after_sigterm_works(&h);
 }
 
 #[test]
 fn sigterm_while_the_writer_waits_for_input_rolls_back_unacknowledged_records() {
-    // 50 ms: the records have arrived and the writer is waiting for more,
-    // inside its 200 ms idle window.
-    let h = sigterm_after_unacknowledged_records(Duration::from_millis(50));
+    let h = sigterm_after_unacknowledged_records(Moment::WhileWaiting);
     assert_eq!(late_rows(&h), (0, 0), "{ROLLED_BACK}");
     assert_next_sync_after_sigterm_works(&h);
 }
@@ -173,7 +171,7 @@ fn sigterm_while_the_writer_waits_for_input_rolls_back_unacknowledged_records() 
 #[test]
 fn sigterm_after_the_input_pauses_rolls_back_unacknowledged_records() {
     // Airbyte cancels at any moment, typically while the source is quiet.
-    let h = sigterm_after_unacknowledged_records(Duration::from_millis(600));
+    let h = sigterm_after_unacknowledged_records(Moment::AfterPause);
     assert_eq!(late_rows(&h), (0, 0), "{ROLLED_BACK}");
     assert_next_sync_after_sigterm_works(&h);
 }
@@ -198,60 +196,48 @@ fn chunk(k: usize) -> String {
 }
 
 /// Runs `cmd` (a `write`), feeding up to 50 MB in 1 MB chunks, each with a
-/// state, pausing after each so that commits and echoes happen along the
-/// way. Stops feeding when the process goes away.
+/// state, and waiting after each chunk for its state to come back, so that
+/// every chunk before the failure is committed and acknowledged whatever
+/// the machine's speed. Stops feeding when the process goes away.
 fn paced_write(mut cmd: Command) -> Run {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        let _ = tx.send((1, s));
-    });
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        let _ = tx2.send((2, s));
-    });
-    let mut stdin = child.stdin.take().unwrap();
+    let mut live = Live::spawn(&mut cmd);
+    let mut out = Vec::new();
     for k in 0..MAX_CHUNKS {
-        if stdin.write_all(chunk(k).as_bytes()).is_err() || stdin.flush().is_err() {
+        if !live.try_send(&chunk(k)) || !echoed(&live, &mut out, k + 1) {
             break; // the process has gone
         }
-        std::thread::sleep(Duration::from_millis(300));
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
     }
-    drop(stdin);
-    let status = wait_at_most(&mut child, 30);
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("write did not exit within 30 s of the end of its input");
-    }
-    let (mut out, mut err) = (String::new(), String::new());
-    for _ in 0..2 {
-        let (which, s) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        if which == 1 {
-            out = s;
-        } else {
-            err = s;
-        }
-    }
+    live.close_stdin();
+    let status = live.wait_exit();
+    out.extend(live.rest_of_stdout());
+    let stdout: String = out.iter().map(|l| format!("{l}\n")).collect();
     Run {
-        code: status.unwrap().code(),
-        messages: parse_stdout(&out),
-        stdout: out,
-        stderr: err,
+        code: status.code(),
+        messages: parse_stdout(&stdout),
+        stdout,
+        stderr: live.rest_of_stderr(),
+    }
+}
+
+/// Reads stdout into `out` until `global_state(n)` comes back (true) or
+/// stdout ends (false: the process failed).
+fn echoed(live: &Live, out: &mut Vec<String>, n: usize) -> bool {
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match live.lines.recv_timeout(left) {
+            Ok(line) => {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                out.push(line);
+                if v["state"]["global"]["shared_state"]["n"] == n {
+                    return true;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return false,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("neither state {n} nor the end within {HANG_GUARD:?} (hang guard)")
+            }
+        }
     }
 }
 
@@ -589,9 +575,8 @@ fn a_full_disk_at_the_final_checkpoint_is_reported_plainly_and_loses_nothing() {
 
 fn assert_config_error_naming(h: &Harness, path: &str, named: &str) -> String {
     h.write_config(json!({"destination_path": path}));
-    let started = Instant::now();
-    let run = h.write(lines(&[record("s", 1, "{}"), global_state(1)]).as_bytes());
-    assert!(started.elapsed() < Duration::from_secs(10), "{path}");
+    let input = lines(&[record("s", 1, "{}"), global_state(1)]);
+    let run = h.exec(&h.write_args(), input.as_bytes(), &[], HANG_GUARD);
     assert_eq!(run.code, Some(1), "{path}: {run:?}");
     assert!(run.states().is_empty(), "{path}: {run:?}");
     let e = run.error();
@@ -684,24 +669,27 @@ fn assert_locked_failure(messages: &[Value], what: &str) {
     );
 }
 
+/// The write fails by itself, before its input ends: the test never closes
+/// stdin. It waits for the file for `lock_timeout_seconds` (here 1), then
+/// gives up with a retryable error that names the holder.
 #[test]
-fn a_locked_file_fails_fast_even_while_stdin_stays_open() {
+fn a_locked_file_ends_the_sync_even_while_stdin_stays_open() {
     let h = Harness::new();
+    h.write_config(
+        json!({"destination_path": h.db_path().to_str().unwrap(), "lock_timeout_seconds": 1}),
+    );
     h.write_catalog(&catalog_of(&[("s", None)], "append"));
     first_sync(&h);
     let holder = duckdb::Connection::open(h.db_path()).unwrap();
 
-    let started = Instant::now();
     let mut live = h.spawn_write();
     live.send(&lines(&[
         record("s", 1, r#"{"blocked":1}"#),
         global_state(1),
     ]));
     // stdin is never closed: the process must end on its own.
-    let status = wait_at_most(&mut live.child, 10)
-        .unwrap_or_else(|| panic!("still running 10 s after start with the file locked"));
+    let status = live.wait_exit();
     assert_eq!(status.code(), Some(1), "{status:?}");
-    assert!(started.elapsed() < Duration::from_secs(10));
     let out = rest_of_stdout(&live);
     assert_locked_failure(&out, "held by a DuckDB connection");
     drop(live);
@@ -712,25 +700,29 @@ fn a_locked_file_fails_fast_even_while_stdin_stays_open() {
 }
 
 #[test]
-fn a_second_sync_on_the_same_file_fails_fast_and_the_first_goes_on() {
+fn a_second_sync_on_the_same_file_fails_and_the_first_goes_on() {
     let h = Harness::new();
+    // No wait: the second sync gives up at once (tests/locks.rs has one
+    // that waits its turn).
+    h.write_config(
+        json!({"destination_path": h.db_path().to_str().unwrap(), "lock_timeout_seconds": 0}),
+    );
     h.write_catalog(&catalog_of(&[("s", None)], "append"));
     let mut first = h.spawn_write();
     first.send(&lines(&[record("s", 1, r#"{"one":1}"#), global_state(1)]));
-    next_state(&first, 20).expect("the first sync is running");
+    first.next_state();
 
-    let started = Instant::now();
-    let second = h.write(lines(&[record("s", 2, r#"{"two":1}"#), global_state(2)]).as_bytes());
-    assert!(started.elapsed() < Duration::from_secs(10), "{second:?}");
+    let input = lines(&[record("s", 2, r#"{"two":1}"#), global_state(2)]);
+    let second = h.exec(&h.write_args(), input.as_bytes(), &[], HANG_GUARD);
     assert_eq!(second.code, Some(1), "{second:?}");
     assert_locked_failure(&second.messages, "held by another sync");
 
     // The first sync is unaffected.
     first.send(&lines(&[record("s", 3, r#"{"one":2}"#), global_state(3)]));
     first.close_stdin();
-    let echoed = next_state(&first, 20).expect("the first sync still echoes");
+    let echoed = first.next_state();
     assert_eq!(echoed["state"]["global"]["shared_state"]["n"], 3);
-    let status = wait_at_most(&mut first.child, 20).expect("the first sync ends");
+    let status = first.wait_exit();
     assert!(status.success(), "{status:?}");
     drop(first);
     assert_eq!(

@@ -10,11 +10,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{catalog_of, global_state, lines, python_with_duckdb, record, Harness, Live};
+use crate::util::{catalog_of, global_state, lines, python_with_duckdb, record, Harness};
 
 const RELEASED: &str = "the database file is let go of";
 const WAITING: &str = "waiting for it";
@@ -43,20 +42,6 @@ fn batch(s: &str, tag: &str, n: usize, state: i64) -> String {
         .collect();
     out.push(global_state(state));
     lines(&out)
-}
-
-/// Waits for the next echoed state on stdout.
-fn next_state(live: &Live) -> Value {
-    loop {
-        let line = live
-            .lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("a state is echoed");
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["type"] == "STATE" {
-            return v;
-        }
-    }
 }
 
 /// A DuckDB 1.4 reader in its own process: opens the file read-only as
@@ -127,11 +112,11 @@ fn readers_get_in_during_pauses_and_see_what_the_states_cover() {
     for k in 1..=4 {
         let n = 500 * k;
         live.send(&batch("s", &format!("b{k}"), n, k as i64));
-        let state = next_state(&live);
+        let state = live.next_state();
         assert_eq!(state["state"]["destinationStats"]["recordCount"], n as f64);
         acknowledged += n as i64;
         assert!(
-            live.wait_for_log(RELEASED, 60),
+            live.wait_for_log(RELEASED),
             "pause {k}: the file is let go of"
         );
         let mut reader = Reader::start(&h, "main._airbyte_raw_s", 0.0);
@@ -160,23 +145,20 @@ fn a_sync_waits_for_readers_at_the_start_and_mid_sync() {
     assert_eq!(reader.holding(), 10);
     let mut live = h.spawn_write();
     live.send(&batch("s", "a", 100, 2));
-    assert!(
-        live.wait_for_log(WAITING, 60),
-        "the sync waits at the start"
-    );
+    assert!(live.wait_for_log(WAITING), "the sync waits at the start");
     assert_eq!(
-        next_state(&live)["state"]["destinationStats"]["recordCount"],
+        live.next_state()["state"]["destinationStats"]["recordCount"],
         100.0
     );
     reader.done();
 
-    assert!(live.wait_for_log(RELEASED, 60), "the file is let go of");
+    assert!(live.wait_for_log(RELEASED), "the file is let go of");
     let mut reader = Reader::start(&h, "main._airbyte_raw_s", 3.0);
     assert_eq!(reader.holding(), 110);
     live.send(&batch("s", "b", 200, 3));
-    assert!(live.wait_for_log(WAITING, 60), "the sync waits mid-sync");
+    assert!(live.wait_for_log(WAITING), "the sync waits mid-sync");
     assert_eq!(
-        next_state(&live)["state"]["destinationStats"]["recordCount"],
+        live.next_state()["state"]["destinationStats"]["recordCount"],
         200.0
     );
     reader.done();
@@ -231,18 +213,19 @@ fn a_reader_past_the_timeout_fails_the_sync_with_a_transient_error() {
     // Mid-sync.
     let mut live = h.spawn_write();
     live.send(&batch("s", "acked", 20, 3));
-    next_state(&live);
-    assert!(live.wait_for_log(RELEASED, 60));
+    live.next_state();
+    assert!(live.wait_for_log(RELEASED));
     let mut reader = Reader::start(&h, "main._airbyte_raw_s", 6.0);
     assert_eq!(reader.holding(), 30);
     live.send(&batch("s", "lost", 7, 4));
     live.close_stdin();
     let status = live.child.wait().unwrap();
     assert!(!status.success());
-    let rest: Vec<Value> =
-        std::iter::from_fn(|| live.lines.recv_timeout(Duration::from_secs(5)).ok())
-            .map(|l| serde_json::from_str(&l).unwrap())
-            .collect();
+    let rest: Vec<Value> = live
+        .rest_of_stdout()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(
         rest.iter().all(|m| m["type"] != "STATE"),
         "no state after the failure"
@@ -297,9 +280,9 @@ fn two_syncs_of_one_file_take_turns() {
 
     let mut first = h.spawn_write();
     first.send(&batch("a", "a1", 100, 1));
-    next_state(&first);
+    first.next_state();
     assert!(
-        first.wait_for_log(RELEASED, 60),
+        first.wait_for_log(RELEASED),
         "the first lets go of the file"
     );
     let args = h.write_args();
@@ -312,15 +295,15 @@ fn two_syncs_of_one_file_take_turns() {
     ]);
     second.send(&batch("b", "b1", 50, 1));
     assert!(
-        second.wait_for_log("another sync", 60),
+        second.wait_for_log("another sync"),
         "the second waits for the first"
     );
     first.send(&batch("a", "a2", 100, 2));
-    next_state(&first);
+    first.next_state();
     first.close_stdin();
     assert!(first.child.wait().unwrap().success());
     assert_eq!(
-        next_state(&second)["state"]["destinationStats"]["recordCount"],
+        second.next_state()["state"]["destinationStats"]["recordCount"],
         50.0
     );
     second.close_stdin();
@@ -338,8 +321,8 @@ fn kills_around_a_release_lose_nothing_acknowledged() {
         h.write_catalog(&catalog_of(&[("s", None)], "append"));
         let mut live = h.spawn_write();
         live.send(&batch("s", "acked", 300, 1));
-        next_state(&live);
-        assert!(live.wait_for_log(RELEASED, 60), "{moment}");
+        live.next_state();
+        assert!(live.wait_for_log(RELEASED), "{moment}");
         let mut reader = None;
         match moment {
             "released" => {}
@@ -347,7 +330,7 @@ fn kills_around_a_release_lose_nothing_acknowledged() {
                 let mut r = Reader::start(&h, "main._airbyte_raw_s", 3.0);
                 r.holding();
                 live.send(&batch("s", "late", 50, 2));
-                assert!(live.wait_for_log(WAITING, 60), "{moment}");
+                assert!(live.wait_for_log(WAITING), "{moment}");
                 reader = Some(r);
             }
             _ => live.send(&batch("s", "late", 50, 2)),
@@ -387,9 +370,9 @@ fn typed_tables_and_staged_overwrites_survive_a_release() {
 
     let mut live = h.spawn_write();
     live.send(&(batch("s", "new", 40, 3) + &batch("o", "new", 60, 4)));
-    next_state(&live);
-    next_state(&live);
-    assert!(live.wait_for_log(RELEASED, 60));
+    live.next_state();
+    live.next_state();
+    assert!(live.wait_for_log(RELEASED));
     let counts = "SELECT (SELECT count(*) FROM main._airbyte_raw_s) * 1000000 \
                   + (SELECT count(*) FROM main.s) * 10000 \
                   + (SELECT count(*) FROM main._airbyte_raw_o) * 100 \
@@ -403,7 +386,7 @@ fn typed_tables_and_staged_overwrites_survive_a_release() {
         r#"{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"o"},"status":"COMPLETE"}}}"#
     ));
     live.send(&batch("s", "more", 5, 5));
-    next_state(&live);
+    live.next_state();
     live.close_stdin();
     assert!(live.child.wait().unwrap().success());
     assert_eq!(h.count("main.s"), 50);

@@ -34,11 +34,11 @@ fn gen_catalog(stream: &str, mode: &str, generation: i64, minimum: i64) -> Value
 fn ack_then_break(h: &Harness, parts: &[String]) {
     let mut live = h.spawn_write();
     live.send(&lines(parts));
-    assert_eq!(live.next_line(20).expect("acknowledged")["type"], "STATE");
+    live.next_state();
     live.send("{\"unparseable\n");
     live.close_stdin();
-    assert_eq!(live.next_line(20).expect("an error")["type"], "TRACE");
-    assert!(!live.child.wait().unwrap().success());
+    live.wait_for("a TRACE", |m| m["type"] == "TRACE");
+    assert!(!live.wait_exit().success());
 }
 
 fn data_of(h: &Harness, table: &str) -> Vec<String> {

@@ -135,6 +135,8 @@ fn full_config(destination_path: &str) -> Value {
         "batch_size_mb": 16,
         "progress_interval_seconds": 30,
         "typed_output": "tables",
+        "lock_timeout_seconds": 60,
+        "release_idle_seconds": 5,
     })
 }
 

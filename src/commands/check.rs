@@ -42,7 +42,7 @@ fn probe(config: &Config) -> Result<()> {
         cancelled: Arc::new(AtomicBool::new(false)),
     };
     // The probe writes one table of one row: any row group size does.
-    let db = database::open(config, 1, &wait)?;
+    let db = database::open(config, 1, &wait, database::Purpose::Check)?;
     let label = db.label.clone();
     write_probe(config, db).context(database::storage(&label))
 }

@@ -13,11 +13,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::catalog::Catalog;
-use crate::config::{Config, Target};
-use crate::database;
+use crate::config::Config;
+use crate::database::{self, Purpose};
 use crate::duck::Session;
 use crate::emit::Emitter;
-use crate::lock::{Wait, WriterLock};
+use crate::lock::Wait;
 use crate::pipeline::policy::SystemClock;
 use crate::pipeline::reader::{self, ReaderMsg};
 use crate::pipeline::sink::{self, Sink};
@@ -43,12 +43,7 @@ pub fn run<W: Write>(
         timeout: config.lock_timeout,
         cancelled: Arc::clone(&cancelled),
     };
-    // One sync at a time per database, for the whole sync (see `lock`).
-    let _writer = match &config.target {
-        Target::File(path) => Some(WriterLock::acquire(path, &wait)?),
-        Target::MotherDuck { .. } => None,
-    };
-    let db = database::open(&config, catalog.streams.len(), &wait)?;
+    let db = database::open(&config, catalog.streams.len(), &wait, Purpose::Sync)?;
     let label = db.label.clone();
     run_sync(&config, catalog, db, input, out, cancelled).context(database::storage(&label))
 }

@@ -68,7 +68,7 @@ impl Queued {
 
     fn reserve(&self, bytes: usize) {
         let mut state = self.lock();
-        while !state.1 && state.0 > 0 && state.0 + bytes > QUEUED_BYTES {
+        while must_wait(state.0, state.1, bytes) {
             state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         state.0 += bytes;
@@ -84,6 +84,12 @@ impl Queued {
         self.lock().1 = true;
         self.freed.notify_all();
     }
+}
+
+/// Whether a chunk of `bytes` must wait, with `queued` bytes queued and the
+/// writer `stopped` or not (see [`Queued`]).
+fn must_wait(queued: usize, stopped: bool, bytes: usize) -> bool {
+    !stopped && queued > 0 && queued + bytes > QUEUED_BYTES
 }
 
 /// Marks the writer stopped however its thread ends, panics included.
@@ -573,42 +579,58 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// Reserves `bytes` on another thread; returns whether it got through
-    /// within `wait`.
-    fn reserved_within(q: &Arc<Queued>, bytes: usize, wait: Duration) -> bool {
+    /// A bound on waits that should end at once: a hang fails the test, a
+    /// slow machine does not.
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
+    /// Reserves `bytes` on another thread; the receiver hears when it got
+    /// through.
+    fn reserve_on_a_thread(q: &Arc<Queued>, bytes: usize) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel();
         let q = Arc::clone(q);
         std::thread::spawn(move || {
             q.reserve(bytes);
             let _ = tx.send(());
         });
-        rx.recv_timeout(wait).is_ok()
+        rx
     }
 
+    /// The rule itself: nothing queued or a stopped writer lets anything
+    /// through; otherwise a chunk waits when it would pass the bound.
     #[test]
-    fn queued_bytes_are_bounded_but_one_large_record_always_passes() {
-        let short = Duration::from_millis(100);
-        let q = Arc::new(Queued::default());
-        // Nothing queued: even a chunk far over the bound goes through.
-        assert!(reserved_within(&q, 10 * QUEUED_BYTES, short));
-        // Now nothing more fits until that chunk is typed.
-        assert!(!reserved_within(&q, 1, short));
-        q.release(10 * QUEUED_BYTES);
-        // The waiting reservation got through: 1 byte is queued, and a
-        // chunk that would pass the bound waits for it.
-        std::thread::sleep(short);
-        assert!(!reserved_within(&q, QUEUED_BYTES, short));
-        // A writer that stops lets every waiting sender through (its send
-        // then fails).
-        q.stop();
-        assert!(reserved_within(&q, 10 * QUEUED_BYTES, short));
-    }
-
-    #[test]
-    fn chunks_within_the_bound_never_wait() {
-        let q = Arc::new(Queued::default());
-        for _ in 0..CHUNKS_IN_FLIGHT {
-            assert!(reserved_within(&q, CHUNK_BYTES, Duration::from_secs(5)));
+    fn a_chunk_waits_only_when_it_would_pass_the_bound() {
+        assert!(
+            !must_wait(0, false, 10 * QUEUED_BYTES),
+            "one large record passes"
+        );
+        assert!(must_wait(10 * QUEUED_BYTES, false, 1));
+        assert!(must_wait(1, false, QUEUED_BYTES));
+        assert!(!must_wait(1, false, QUEUED_BYTES - 1));
+        assert!(!must_wait(10 * QUEUED_BYTES, true, 10 * QUEUED_BYTES));
+        // Every chunk of CHUNK_BYTES fits while fewer than
+        // CHUNKS_IN_FLIGHT are queued.
+        for queued in 0..CHUNKS_IN_FLIGHT {
+            assert!(!must_wait(queued * CHUNK_BYTES, false, CHUNK_BYTES));
         }
+    }
+
+    /// A waiting sender gets through once bytes are released, or the
+    /// writer stops.
+    #[test]
+    fn waiting_senders_get_through_on_release_or_stop() {
+        let q = Arc::new(Queued::default());
+        q.reserve(10 * QUEUED_BYTES);
+        let waiting = reserve_on_a_thread(&q, 1);
+        q.release(10 * QUEUED_BYTES);
+        waiting
+            .recv_timeout(HANG_GUARD)
+            .expect("through after the release");
+        assert_eq!(q.lock().0, 1);
+        q.reserve(QUEUED_BYTES - 1);
+        let waiting = reserve_on_a_thread(&q, QUEUED_BYTES);
+        q.stop();
+        waiting
+            .recv_timeout(HANG_GUARD)
+            .expect("through once the writer stopped");
     }
 }

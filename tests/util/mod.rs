@@ -1,5 +1,7 @@
 //! The test harness: a temp dir per test, the real binary, and an
-//! independent reader of the resulting DuckDB file.
+//! independent reader of the resulting DuckDB file. A process the test talks
+//! to while it runs ([`Live`]) is waited on by event (a line, the end of its
+//! output, its exit), each wait bounded by one [`HANG_GUARD`].
 
 #![allow(dead_code)]
 
@@ -11,7 +13,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod cases;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_destination-duckdb");
+
+/// How long a test waits for an event (a line on stdout or stderr, an exit)
+/// before it calls the binary hung. Only a guard: no verdict depends on how
+/// soon anything happens (a busy machine is slow, not wrong), so this is far
+/// above what any wait needs; rules about time are checked against the fake
+/// clock of the sync loop's own tests.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
 
 /// Airbyte's acceptance data, vendored in `tests/data/airbyte` (see its
 /// `SOURCES.md`), or where `ACCEPTANCE_DATA` points.
@@ -240,20 +251,9 @@ impl Harness {
     /// Starts the binary with `args`, stdin left open; stdout and stderr
     /// lines arrive on channels.
     pub fn spawn_with(&self, args: &[&str]) -> Live {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        Live {
-            lines: line_channel(child.stdout.take().unwrap()),
-            errors: line_channel(child.stderr.take().unwrap()),
-            child,
-            stdin: Some(stdin),
-        }
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        Live::spawn(&mut cmd)
     }
 
     /// Opens the database read-only with the DuckDB library (no shared state
@@ -312,45 +312,156 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn send(&mut self, data: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(data.as_bytes()).unwrap();
-        stdin.flush().unwrap();
+    /// Starts `cmd` with stdin left open; stdout and stderr lines arrive on
+    /// channels.
+    pub fn spawn(cmd: &mut Command) -> Live {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        Live {
+            lines: line_channel(child.stdout.take().unwrap()),
+            errors: line_channel(child.stderr.take().unwrap()),
+            child,
+            stdin: Some(stdin),
+        }
     }
 
-    /// The next stdout line, waiting at most `secs` seconds.
-    pub fn next_line(&self, secs: u64) -> Option<Value> {
-        self.lines
-            .recv_timeout(Duration::from_secs(secs))
-            .ok()
-            .map(|l| serde_json::from_str(&l).unwrap())
+    pub fn send(&mut self, data: &str) {
+        assert!(self.try_send(data), "the process stopped reading stdin");
+    }
+
+    /// Sends `data`; false if the process has gone (its stdin is closed).
+    pub fn try_send(&mut self, data: &str) -> bool {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(data.as_bytes()).is_ok() && stdin.flush().is_ok()
+    }
+
+    /// The next stdout message that `wanted` accepts, skipping others (LOG
+    /// lines, mostly); fails the test, naming `what` and the lines skipped,
+    /// if stdout ends first or nothing comes within [`HANG_GUARD`].
+    pub fn wait_for(&self, what: &str, mut wanted: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + HANG_GUARD;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                    if wanted(&v) {
+                        return v;
+                    }
+                    skipped.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no {what} within {HANG_GUARD:?} (hang guard); stdout: {skipped:#?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("stdout ended before any {what}; stdout: {skipped:#?}")
+                }
+            }
+        }
+    }
+
+    /// The next STATE on stdout (see [`Live::wait_for`]).
+    pub fn next_state(&self) -> Value {
+        self.wait_for("STATE", |m| m["type"] == "STATE")
+    }
+
+    /// Every stdout line still to come, up to the end of stdout: call it
+    /// once the process has ended or will end by itself (stdin closed, a
+    /// kill). Fails the test if stdout stays open for [`HANG_GUARD`].
+    pub fn rest_of_stdout(&self) -> Vec<String> {
+        let mut rest = Vec::new();
+        loop {
+            match self.lines.recv_timeout(HANG_GUARD) {
+                Ok(line) => rest.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stdout still open after {HANG_GUARD:?} (hang guard); so far: {rest:#?}")
+                }
+            }
+        }
+    }
+
+    /// Like [`Live::rest_of_stdout`], for stderr.
+    pub fn rest_of_stderr(&self) -> String {
+        let mut rest = String::new();
+        loop {
+            match self.errors.recv_timeout(HANG_GUARD) {
+                Ok(line) => {
+                    rest.push_str(&line);
+                    rest.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stderr still open after {HANG_GUARD:?} (hang guard); so far: {rest}")
+                }
+            }
+        }
     }
 
     pub fn close_stdin(&mut self) {
         self.stdin.take();
     }
 
-    /// Waits up to `secs` seconds for a stderr line containing `needle`.
-    pub fn wait_for_log(&self, needle: &str, secs: u64) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+    /// Waits for a stderr line containing `needle`; false if stderr ends
+    /// first (the process exited without logging it). Fails the test if
+    /// neither happens within [`HANG_GUARD`].
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
             match self.errors.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return true,
                 Ok(_) => {}
-                Err(_) => return false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no log line with {needle:?} within {HANG_GUARD:?} (hang guard)")
+                }
             }
         }
-        false
     }
 
-    /// Sends SIGTERM (as Airbyte cancels a sync) and waits for the exit.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Waits for the process to exit by itself; fails the test (killing
+    /// it) if it is still running after [`HANG_GUARD`].
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("still running after {HANG_GUARD:?} (hang guard)");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, and the reaping of the process.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM (as Airbyte cancels a sync), without waiting.
+    pub fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "kill -TERM");
-        self.child.wait().unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit (see [`Live::wait_exit`]).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.wait_exit()
     }
 }
 

@@ -1,7 +1,11 @@
 //! The sync loop against a recording store and a fake clock: no DuckDB, no
 //! sleeps. The property test is a model of the input (records, states,
 //! statuses, pauses, time) checked against what the real loop, the real
-//! [`policy`] and the real [`Checkpointer`] do with it.
+//! [`policy`] and the real [`Checkpointer`] do with it; the tests of input
+//! that never pauses pin when states come back, to the fake millisecond.
+//! The last tests feed the loop from another thread, as the reader does, so
+//! that its own wait on the channel decides what a pause is; they check the
+//! order of events, never how long anything took.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -11,7 +15,7 @@ use std::sync::mpsc;
 use proptest::prelude::*;
 
 use super::*;
-use crate::pipeline::policy::MAX_COMMIT_DELAY;
+use crate::pipeline::policy::{COMMIT_INTERVAL, MAX_COMMIT_DELAY};
 use crate::pipeline::reader::Scope;
 
 /// What happened, in order: the store's commits (with the record ids in
@@ -97,10 +101,12 @@ impl Store for FakeStore {
     }
 }
 
-/// Stdout: each STATE line becomes [`Seen::Echo`] of its `seq`.
+/// Stdout: each STATE line becomes [`Seen::Echo`] of its `seq`, and goes
+/// to `echoes` as it is flushed, if someone listens.
 struct Stdout {
     log: Log,
     buf: Vec<u8>,
+    echoes: Option<mpsc::Sender<u64>>,
 }
 
 impl Write for Stdout {
@@ -115,6 +121,9 @@ impl Write for Stdout {
             if v["type"] == "STATE" {
                 let seq = v["state"]["seq"].as_u64().unwrap();
                 self.log.borrow_mut().push(Seen::Echo(seq));
+                if let Some(echoes) = &self.echoes {
+                    let _ = echoes.send(seq);
+                }
             }
         }
         Ok(())
@@ -235,6 +244,7 @@ fn drive(ops: &[Op], batch_bytes: u64, source_failed: bool) -> Outcome {
     let mut out = Emitter::new(Stdout {
         log: Rc::clone(&log),
         buf: Vec::new(),
+        echoes: None,
     });
     let clock = FakeClock(Rc::new(Cell::new(Instant::now())));
     let mut sync = SyncLoop::new(
@@ -252,9 +262,16 @@ fn drive(ops: &[Op], batch_bytes: u64, source_failed: bool) -> Outcome {
                 sync.on_batch(input.batch(evs)).unwrap();
                 wrote_ahead |= sync.held.uncovered;
                 let waited = clock.now().saturating_duration_since(sync.last_commit);
+                let states = sync.checkpointer.has_pending();
                 assert!(
-                    !(sync.checkpointer.has_pending() && waited >= MAX_COMMIT_DELAY),
+                    !(states && waited >= MAX_COMMIT_DELAY),
                     "a state waited {waited:?}"
+                );
+                assert!(
+                    !(states
+                        && waited >= COMMIT_INTERVAL
+                        && !sync.store.worth_waiting(batch_bytes)),
+                    "a state waited {waited:?} though waiting did not pay"
                 );
                 assert!(
                     sync.store.buffered_bytes() < batch_bytes,
@@ -372,6 +389,52 @@ proptest! {
     }
 }
 
+/// What happens before EOF while `batches` batches of `records` records
+/// and a GLOBAL state come in `gap` apart and the input never pauses.
+fn never_pausing(records: usize, gap: Duration, batches: usize) -> Vec<Seen> {
+    let mut evs = vec![Ev::Record { stream: 0, pad: 0 }; records];
+    evs.push(Ev::State { stream: None });
+    let ops: Vec<Op> = (0..batches)
+        .flat_map(|_| [Op::Batch(evs.clone()), Op::Advance(gap)])
+        .collect();
+    let Outcome {
+        mut seen, eof_at, ..
+    } = drive(&ops, 1 << 30, false);
+    seen.truncate(eof_at);
+    seen
+}
+
+/// The commit of records `ids` and the echoes of states `seqs`, in order.
+fn commit_then_echo(ids: std::ops::Range<u64>, seqs: std::ops::Range<u64>) -> Vec<Seen> {
+    std::iter::once(Seen::Commit(ids.collect()))
+        .chain(seqs.map(Seen::Echo))
+        .collect()
+}
+
+/// A slow stream whose input never pauses (one record and a state every
+/// 200 ms, below the fake store's "worth waiting" size): states wait the
+/// commit interval, no less and no more. The batch at 1.0 s commits records
+/// 0..=5 and echoes their states; the one at 2.0 s the next five.
+#[test]
+fn under_slow_input_that_never_pauses_states_come_back_every_commit_interval() {
+    let gap = Duration::from_millis(200);
+    assert_eq!(COMMIT_INTERVAL, 5 * gap, "the batches below assume it");
+    let seen = never_pausing(1, gap, 12);
+    let want = [commit_then_echo(0..6, 0..6), commit_then_echo(6..11, 6..11)].concat();
+    assert_eq!(seen, want);
+}
+
+/// A stream fast enough that waiting pays (ten records every 500 ms): its
+/// states wait up to the longest commit delay, and no longer. The batch at
+/// 10 s is the first to commit, with every record and state so far.
+#[test]
+fn under_fast_input_that_never_pauses_states_come_back_within_the_longest_delay() {
+    let gap = Duration::from_millis(500);
+    assert_eq!(MAX_COMMIT_DELAY, 20 * gap, "the batches below assume it");
+    let seen = never_pausing(10, gap, 25);
+    assert_eq!(seen, commit_then_echo(0..210, 0..21));
+}
+
 /// Builds a loop over a channel that already holds `msgs`, runs it, and
 /// returns the outcome with what happened.
 fn run_with(msgs: Vec<ReaderMsg>, cancelled: bool) -> (Result<()>, Vec<Seen>) {
@@ -381,6 +444,7 @@ fn run_with(msgs: Vec<ReaderMsg>, cancelled: bool) -> (Result<()>, Vec<Seen>) {
     let mut out = Emitter::new(Stdout {
         log: Rc::clone(&log),
         buf: Vec::new(),
+        echoes: None,
     });
     let (tx, rx) = mpsc::channel();
     for msg in msgs {
@@ -462,5 +526,115 @@ fn a_cancel_rolls_back_and_echoes_nothing() {
 fn a_reader_that_vanishes_is_an_error() {
     let (result, seen) = run_with(Vec::new(), false);
     assert!(format!("{:#}", result.unwrap_err()).contains("reader thread"));
+    assert_eq!(seen, [Seen::Rollback]);
+}
+
+/// A bound on waits that end on an event, so that a loop that never gets
+/// there fails the test instead of hanging it. Only a guard: no verdict
+/// here depends on how long anything takes.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// The reader's end of the channel, handed to a thread of its own as in the
+/// binary.
+struct Feed {
+    tx: mpsc::Sender<ReaderMsg>,
+    /// The `seq` of each state, as its echo is flushed.
+    echoes: mpsc::Receiver<u64>,
+    cancelled: Arc<AtomicBool>,
+    /// Says when the loop has returned.
+    stopped: mpsc::Receiver<()>,
+}
+
+/// Runs the loop on this thread, with its real waits on the channel, while
+/// `feed` feeds it from another. Returns the loop's outcome, what happened,
+/// and what `feed` returned.
+fn run_fed<T: Send + 'static>(
+    feed: impl FnOnce(Feed) -> T + Send + 'static,
+) -> (Result<()>, Vec<Seen>, T) {
+    let log = Log::default();
+    let catalog = Catalog::parse(CATALOG, "main").unwrap();
+    let mut store = FakeStore::new(&log);
+    let (echo_tx, echoes) = mpsc::channel();
+    let mut out = Emitter::new(Stdout {
+        log: Rc::clone(&log),
+        buf: Vec::new(),
+        echoes: Some(echo_tx),
+    });
+    let (tx, rx) = mpsc::channel();
+    let (stopped_tx, stopped) = mpsc::channel();
+    let settings = settings(1 << 30);
+    let cancelled = Arc::clone(&settings.cancelled);
+    let feeder = std::thread::spawn(move || {
+        feed(Feed {
+            tx,
+            echoes,
+            cancelled,
+            stopped,
+        })
+    });
+    // The fake clock stands still: only the channel's own timeout (the
+    // input pausing) can make the loop commit.
+    let clock = FakeClock(Rc::new(Cell::new(Instant::now())));
+    let result = SyncLoop::new(&mut store, &catalog, &mut out, clock, settings).run(&rx);
+    let _ = stopped_tx.send(());
+    let fed = feeder.join().unwrap();
+    let seen = log.borrow().clone();
+    (result, seen, fed)
+}
+
+/// The input pauses after a state and stays open: the loop's wait for more
+/// input times out, and it commits and echoes the state before anything
+/// else arrives. (How soon is [`IDLE_FLUSH`], whose bound the policy's tests
+/// pin; here only the order of events counts.)
+#[test]
+fn a_state_is_echoed_when_the_input_pauses_while_it_stays_open() {
+    let (result, seen, echoed_while_open) = run_fed(|feed| {
+        feed.tx
+            .send(ReaderMsg::Batch(records_and_a_state()))
+            .unwrap();
+        let echoed = feed.echoes.recv_timeout(HANG_GUARD).ok();
+        feed.tx
+            .send(ReaderMsg::Eof {
+                source_failed: false,
+            })
+            .unwrap();
+        echoed
+    });
+    result.unwrap();
+    assert_eq!(
+        echoed_while_open,
+        Some(0),
+        "the state is echoed while the input stays open"
+    );
+    assert_eq!(
+        seen,
+        [
+            Seen::Commit(vec![0, 1]),
+            Seen::Echo(0),
+            Seen::Commit(vec![2]),
+            Seen::Finished(TRUNCATING)
+        ]
+    );
+}
+
+/// A cancel (SIGTERM) while the loop waits for input that never comes: the
+/// loop stops by itself, though the input neither ends nor fails, rolls
+/// back the record it holds, and echoes nothing.
+#[test]
+fn a_cancel_while_the_input_is_quiet_ends_the_loop() {
+    let (result, seen, ()) = run_fed(|feed| {
+        let record = Input::default().batch(&[Ev::Record { stream: 0, pad: 0 }]);
+        feed.tx.send(ReaderMsg::Batch(record)).unwrap();
+        feed.cancelled.store(true, Ordering::Relaxed);
+        // The input stays open until the loop has stopped. Should it never
+        // stop, the end of the input lets the test fail below.
+        if feed.stopped.recv_timeout(HANG_GUARD).is_err() {
+            let _ = feed.tx.send(ReaderMsg::Eof {
+                source_failed: false,
+            });
+        }
+    });
+    let error = result.expect_err("the loop stops on the cancel alone");
+    assert!(format!("{error:#}").contains("cancelled"), "{error:#}");
     assert_eq!(seen, [Seen::Rollback]);
 }
