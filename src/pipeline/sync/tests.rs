@@ -26,6 +26,8 @@ enum Seen {
     Rollback,
     Finished(usize),
     Echo(u64),
+    /// The store let go of the database.
+    Release,
 }
 
 type Log = Rc<RefCell<Vec<Seen>>>;
@@ -97,6 +99,11 @@ impl Store for FakeStore {
             "a truncate finishes outside a transaction"
         );
         self.log.borrow_mut().push(Seen::Finished(stream));
+        Ok(())
+    }
+    fn release(&mut self) -> Result<()> {
+        assert!(self.txn.is_empty(), "released with a transaction open");
+        self.log.borrow_mut().push(Seen::Release);
         Ok(())
     }
 }
@@ -214,6 +221,10 @@ impl Input {
     }
 }
 
+/// The quiet input after which the loop lets go of the store, in the
+/// tests that let it.
+const RELEASE_IDLE: Duration = Duration::from_secs(2);
+
 fn settings(batch_bytes: u64) -> Settings {
     Settings {
         batch_bytes,
@@ -221,7 +232,7 @@ fn settings(batch_bytes: u64) -> Settings {
         progress_on_stdout: false,
         cancelled: Arc::new(AtomicBool::new(false)),
         tables: vec!["a".into(), "b".into()],
-        release_idle: None,
+        release_idle: Some(RELEASE_IDLE),
     }
 }
 
@@ -279,7 +290,12 @@ fn drive(ops: &[Op], batch_bytes: u64, source_failed: bool) -> Outcome {
                 );
             }
             Op::Idle => {
+                let quiet = clock.now().saturating_duration_since(sync.last_input);
+                let before = log.borrow().len();
                 sync.on_idle().unwrap();
+                if log.borrow()[before..].contains(&Seen::Release) {
+                    assert!(quiet >= RELEASE_IDLE, "released after {quiet:?} of quiet");
+                }
                 assert!(
                     !sync.checkpointer.has_pending(),
                     "idle leaves no state waiting"
@@ -328,6 +344,8 @@ proptest! {
 
     /// A state is echoed only after every record before it is committed;
     /// states come out in order, none twice; no record is committed twice.
+    /// The store is let go of only when everything committed is covered by
+    /// an echoed state (readers then see no part of a batch).
     /// At a clean EOF everything is committed and every state echoed. When
     /// the source failed, the EOF commits no record that no state (or
     /// finished truncate) covers, and if nothing was ever written ahead of
@@ -362,6 +380,15 @@ proptest! {
                 Seen::Finished(stream) => {
                     prop_assert_eq!(*stream, TRUNCATING);
                     finished += 1;
+                }
+                Seen::Release => {
+                    let covered = echoed
+                        .checked_sub(1)
+                        .map_or(0, |last| input.state_marks[last as usize]);
+                    prop_assert!(
+                        committed.iter().all(|&id| id < covered),
+                        "released with rows no echoed state covers"
+                    );
                 }
                 Seen::Rollback => {}
             }
@@ -637,4 +664,39 @@ fn a_cancel_while_the_input_is_quiet_ends_the_loop() {
     let error = result.expect_err("the loop stops on the cancel alone");
     assert!(format!("{error:#}").contains("cancelled"), "{error:#}");
     assert_eq!(seen, [Seen::Rollback]);
+}
+
+/// After a batch and its state, the loop lets go of the store once the
+/// input has been quiet for the release time, not before, and once per
+/// quiet spell.
+#[test]
+fn the_store_is_let_go_of_after_a_quiet_spell() {
+    let batch = vec![
+        Ev::Record { stream: 0, pad: 0 },
+        Ev::Record { stream: 0, pad: 0 },
+        Ev::State { stream: None },
+    ];
+    let half = RELEASE_IDLE / 2;
+    let ops = [
+        Op::Batch(batch.clone()),
+        Op::Idle,
+        Op::Advance(half),
+        Op::Idle,
+        Op::Advance(half),
+        Op::Idle,
+        Op::Advance(half),
+        Op::Idle,
+        Op::Batch(batch),
+    ];
+    let Outcome { seen, eof_at, .. } = drive(&ops, 1 << 30, false);
+    assert_eq!(
+        &seen[..eof_at],
+        &[
+            Seen::Commit(vec![0, 1]),
+            Seen::Echo(0),
+            Seen::Release,
+            Seen::Commit(vec![2, 3]),
+            Seen::Echo(1),
+        ]
+    );
 }
