@@ -10,7 +10,7 @@
 
 use serde_json::{json, Value};
 
-use crate::util::{global_state, lines, record, Harness, Live};
+use crate::util::{global_state, lines, record, Harness, Live, Rng};
 
 const SWAPPED: &str = "overwrite complete";
 
@@ -221,18 +221,6 @@ fn raw_rows_replaced_by_hand_are_noticed() {
     assert_no_drift(&h, &["a"], "by hand");
 }
 
-/// xorshift64: deterministic, so a failing seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// How a sync of the random sequence ends.
 #[derive(Clone, Copy, Debug)]
 enum End {
@@ -255,7 +243,7 @@ fn random_sync(h: &Harness, rng: &mut Rng, step: usize, modes: &[(&str, Mode)], 
     let mut input = Vec::new();
     let mut states = 0;
     for (name, _) in modes {
-        let n = rng.below(160) as usize;
+        let n = rng.below(160);
         for i in 0..n {
             let data = if *name == "d" {
                 format!(
@@ -330,15 +318,15 @@ fn typed_tables_equal_the_views_after_any_sequence_of_syncs() {
             if rng.below(3) != 0 {
                 generation += 1;
             }
-            let a = [Mode::Append, Mode::Overwrite, Mode::Refresh][rng.below(3) as usize];
-            let d = [Mode::Append, Mode::Refresh][rng.below(2) as usize];
+            let a = [Mode::Append, Mode::Overwrite, Mode::Refresh][rng.below(3)];
+            let d = [Mode::Append, Mode::Refresh][rng.below(2)];
             let modes = [("a", a), ("d", d)];
             h.write_catalog(&catalog(&modes, generation));
             let end = match rng.below(6) {
                 0 => End::BadLine,
                 1 => End::TraceError,
                 2 => End::TermAfterSwap,
-                3 => End::KillAfterStates(rng.below(5) as usize),
+                3 => End::KillAfterStates(rng.below(5)),
                 _ => End::Clean,
             };
             let context = format!("seed {seed}, step {step}, {modes:?}, {end:?}");

@@ -13,7 +13,7 @@
 
 use serde_json::json;
 
-use crate::util::{global_state, lines, record, Harness};
+use crate::util::{global_state, lines, record, Harness, Rng};
 
 /// A value of every kind, as JSON text.
 const POOL: &[&str] = &[
@@ -188,17 +188,6 @@ fn usual(column: &str) -> &'static [&'static str] {
     }
 }
 const JSON_COLUMNS: [&str; 3] = ["j", "o", "a"];
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, m: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % m as u64) as usize
-    }
-}
 
 /// `count` random records for stream `t`, numbered from `first`.
 fn records(rng: &mut Rng, first: usize, count: usize, dedup: bool) -> Vec<String> {

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use crate::util::{acceptance, configured_from_plain, read_json, Harness};
+use crate::util::{acceptance, configured_from_plain, read_json, Harness, Rng};
 
 const MODES: [&str; 2] = ["views", "tables"];
 
@@ -1484,22 +1484,6 @@ fn every_accepted_text_shape() {
             ],
             &want,
         );
-    }
-}
-
-/// xorshift64: deterministic random values for the fuzz test below.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
     }
 }
 
