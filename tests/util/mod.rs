@@ -3,8 +3,6 @@
 //! to while it runs ([`Live`]) is waited on by event (a line, the end of its
 //! output, its exit), each wait bounded by one [`HANG_GUARD`].
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -37,12 +35,6 @@ pub fn acceptance(rel: &str) -> PathBuf {
         p.display()
     );
     p
-}
-
-pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
 }
 
 /// A temp folder with a config pointing at `db.duckdb` inside it.
