@@ -185,7 +185,14 @@ impl<'scope, 's> Sink<'scope, 's> {
         debug_assert!(self.txn.is_none(), "release between commits only");
         self.typed.settle()?;
         let started = std::time::Instant::now();
-        attachment.release(self.session)?;
+        // Letting go is a courtesy to readers: if it fails, the sync keeps
+        // the file (still attached: the checkpoint or the detach did not
+        // happen) and goes on; a storage that truly failed fails the next
+        // write, as it would have anyway.
+        if let Err(e) = attachment.release(self.session) {
+            tracing::warn!("keeping the database file open: {e:#}");
+            return Ok(());
+        }
         self.released = true;
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
