@@ -12,7 +12,7 @@
 //! before DuckDB sees it, and the attached database is checked afterwards.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -68,8 +68,30 @@ pub enum Purpose {
 pub struct Attachment {
     /// The `ATTACH` of the existing file.
     attach: String,
+    path: PathBuf,
     label: String,
     wait: Wait,
+    /// The file that was attached: attaching again must find the same one.
+    identity: FileIdentity,
+}
+
+/// Which file a path named (device and inode), to notice one moved,
+/// replaced or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileIdentity {
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
 }
 
 impl Attachment {
@@ -82,9 +104,40 @@ impl Attachment {
     }
 
     /// Attaches the file again, waiting while another process holds it.
+    /// The file must be the one let go of: DuckDB would make a new, empty
+    /// database where one was moved away or deleted, and the sync would
+    /// then write its rows there.
     pub fn reacquire(&self, session: &Session) -> Result<()> {
-        attach_waiting(session, &self.attach, &self.label, &self.wait)?;
+        self.same_file()?;
+        self.wait
+            .attach(session, &self.attach, &self.label)
+            .map_err(|b| match b {
+                Blocked::Locked(failure) => failure.into(),
+                Blocked::Other(e) if e.is_permission_denied() => {
+                    anyhow::Error::new(e).context(unwritable(&self.label))
+                }
+                Blocked::Other(e) => anyhow::Error::new(e).context(Failure::system(format!(
+                    "could not open the database `{}` again after letting go of it",
+                    self.label
+                ))),
+            })?;
+        // Also after: a file made at the path in between is not ours.
+        self.same_file()?;
         verify_attached(session, &self.label)
+    }
+
+    fn same_file(&self) -> Result<()> {
+        match FileIdentity::of(&self.path) {
+            Ok(now) if now == self.identity => Ok(()),
+            _ => Err(Failure::config(format!(
+                "the database `{}` was moved, replaced or deleted while the sync had let go of it \
+                 (between commits, while the input was idle); the sync stops rather than write \
+                 into another file. Put the file back and retry; a sync that finds no file there \
+                 starts a new database",
+                self.label
+            ))
+            .into()),
+        }
     }
 }
 
@@ -165,7 +218,8 @@ fn open_file(
     purpose: Purpose,
 ) -> Result<Database> {
     let label = path.display().to_string();
-    let is_new = inspect_existing(path, &label)?;
+    // Refused before anything is made beside it (a folder, a lock file).
+    inspect_existing(path, &label)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             Failure::config(format!(
@@ -174,11 +228,32 @@ fn open_file(
             ))
         })?;
     }
-    // Before the file is opened: a second sync waits here for the first.
+    // Before the file is opened: a second sync waits here for the first,
+    // and a check makes sure that it could take the lock.
+    let started = std::time::Instant::now();
     let writer = match purpose {
         Purpose::Sync => Some(WriterLock::acquire(path, wait, |_| unwritable(&label))?),
-        Purpose::Check => None,
+        Purpose::Check => {
+            WriterLock::probe(path, |_| unwritable(&label))?;
+            None
+        }
     };
+    // Looked at again under the lock, which also decides whether the file
+    // is new: an empty file makes way for the database only now.
+    let is_new = match inspect_existing(path, &label)? {
+        Found::Nothing => true,
+        Found::Empty => {
+            std::fs::remove_file(path).map_err(|e| {
+                Failure::config(format!(
+                    "`destination_path` `{label}` is an empty file that cannot be replaced by a database: {e}"
+                ))
+            })?;
+            true
+        }
+        Found::Database => false,
+    };
+    // The lock's wait counts against the same bound.
+    let wait = &wait.less(started.elapsed());
     let path_text = path.to_str().ok_or_else(|| {
         Failure::config(format!("`destination_path` `{label}` is not valid UTF-8"))
     })?;
@@ -202,13 +277,20 @@ fn open_file(
     };
     attach_waiting(&session, &attach(&version), &label, wait)?;
     verify_attached(&session, &label)?;
+    let identity = FileIdentity::of(path).map_err(|e| {
+        Failure::system(format!(
+            "cannot look at the database `{label}` once opened: {e}"
+        ))
+    })?;
     // No `USE destination`: every statement names its tables in full, and
     // function names then resolve among DuckDB's own, never to a macro
     // someone defined in the file's `main` schema.
     let attachment = Attachment {
         attach: attach(""),
+        path: path.to_path_buf(),
         label: label.clone(),
         wait: wait.clone(),
+        identity,
     };
     Ok(Database {
         session,
@@ -219,17 +301,25 @@ fn open_file(
     })
 }
 
+/// What is at the destination path.
+enum Found {
+    Nothing,
+    /// An empty file (`touch db.duckdb`): nothing to lose, and DuckDB
+    /// refuses to attach it, so it makes way for a new database.
+    Empty,
+    Database,
+}
+
 /// Refuses anything at `path` that is not a DuckDB database file, without
-/// opening it unless it is a regular file. Returns whether the database is
-/// new (no file, or an empty one, which is removed).
-fn inspect_existing(path: &Path, label: &str) -> Result<bool, Failure> {
+/// opening it unless it is a regular file, and without changing anything.
+fn inspect_existing(path: &Path, label: &str) -> Result<Found, Failure> {
     let wal = path.with_file_name(format!(
         "{}.wal",
         path.file_name().unwrap_or_default().to_string_lossy()
     ));
     // DuckDB deletes the `.wal` of a database it creates: one that is there
     // without its database is someone else's file.
-    let stray_wal = || -> Result<bool, Failure> {
+    let stray_wal = || -> Result<Found, Failure> {
         if std::fs::symlink_metadata(&wal).is_ok() {
             return Err(Failure::config(format!(
                 "`{}` exists but the database `{label}` does not: a new database would delete it; \
@@ -237,7 +327,7 @@ fn inspect_existing(path: &Path, label: &str) -> Result<bool, Failure> {
                 wal.display()
             )));
         }
-        Ok(true)
+        Ok(Found::Nothing)
     };
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
@@ -268,21 +358,14 @@ fn inspect_existing(path: &Path, label: &str) -> Result<bool, Failure> {
         )));
     }
     if meta.len() == 0 {
-        // An empty file (`touch db.duckdb`) holds nothing to lose, but
-        // DuckDB refuses to attach it: it makes way for a new database.
         stray_wal()?;
-        std::fs::remove_file(path).map_err(|e| {
-            Failure::config(format!(
-                "`destination_path` `{label}` is an empty file that cannot be replaced by a database: {e}"
-            ))
-        })?;
-        return Ok(true);
+        return Ok(Found::Empty);
     }
     let mut file = std::fs::File::open(path)
         .map_err(|e| Failure::config(format!("cannot read `destination_path` `{label}`: {e}")))?;
     let mut head = [0u8; MAGIC_OFFSET + MAGIC.len()];
     if file.read_exact(&mut head).is_ok() && &head[MAGIC_OFFSET..] == MAGIC {
-        return Ok(false);
+        return Ok(Found::Database);
     }
     Err(Failure::config(format!(
         "`destination_path` `{label}` exists and is not a DuckDB database file (a CSV, JSON, \
@@ -394,7 +477,8 @@ impl Database {
     /// Checkpoints and closes the database so that other processes can open
     /// it at once.
     pub fn close(self) -> Result<()> {
-        if self.label.starts_with("md:") || self.label.starts_with("motherduck:") {
+        // MotherDuck: nothing local to checkpoint or close.
+        if self.attachment.is_none() {
             return Ok(());
         }
         self.session

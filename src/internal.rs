@@ -20,7 +20,6 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 
-use crate::catalog::Stream;
 use crate::duck::Session;
 use crate::names::{self, literal, qualified_schema};
 
@@ -182,16 +181,10 @@ pub fn create_stream_registry(session: &Session) -> Result<()> {
 /// table was made again or adopted): its rewrite count goes up, in the
 /// caller's transaction, so no typed table's coverage recorded before
 /// still matches (`typed::coverage`). None for no streams.
-pub fn count_rewrites<'a>(streams: impl IntoIterator<Item = &'a Stream>) -> Option<String> {
+pub fn count_rewrites(streams: &[RawOf<'_>]) -> Option<String> {
     let keys: Vec<String> = streams
-        .into_iter()
-        .map(|s| {
-            format!(
-                "({}, {})",
-                literal(&stream_key(&s.namespace, &s.name)),
-                literal(&s.schema)
-            )
-        })
+        .iter()
+        .map(|raw| format!("({}, {})", literal(&raw.key), literal(raw.schema)))
         .collect();
     // One statement however many streams (a first sync of a large catalog
     // makes every table).
@@ -205,16 +198,32 @@ pub fn count_rewrites<'a>(streams: impl IntoIterator<Item = &'a Stream>) -> Opti
     })
 }
 
-/// An SQL expression: stream `s`'s raw table's rewrite count now (see
+/// An SQL expression: a stream's raw table's rewrite count now (see
 /// [`count_rewrites`]).
-pub fn raw_rewrites(s: &Stream) -> String {
+pub fn raw_rewrites(raw: &RawOf<'_>) -> String {
     format!(
         "(SELECT coalesce(max(rewrites), 0) FROM {} \
          WHERE stream_key = {} AND lower(schema_name) = lower({}))",
         qualified(STREAM_TABLES),
-        literal(&stream_key(&s.namespace, &s.name)),
-        literal(&s.schema)
+        literal(&raw.key),
+        literal(raw.schema)
     )
+}
+
+/// Whose raw table: a stream's key ([`stream_key`]) and schema, as the
+/// stream/table registry records them.
+pub struct RawOf<'a> {
+    pub key: String,
+    pub schema: &'a str,
+}
+
+impl<'a> RawOf<'a> {
+    pub fn new(namespace: &str, name: &str, schema: &'a str) -> Self {
+        RawOf {
+            key: stream_key(namespace, name),
+            schema,
+        }
+    }
 }
 
 /// Creates the typed relation registry (idempotent). `definition`,

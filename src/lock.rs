@@ -45,6 +45,14 @@ pub struct Wait {
 }
 
 impl Wait {
+    /// The same wait, with `spent` of it already gone.
+    pub fn less(&self, spent: Duration) -> Wait {
+        Wait {
+            timeout: self.timeout.saturating_sub(spent),
+            cancelled: Arc::clone(&self.cancelled),
+        }
+    }
+
     /// Runs `attach` (an SQL `ATTACH` of the database `label` on `session`)
     /// until it is not refused for a lock another process holds, or the
     /// wait is over. Any other failure is returned at once, as DuckDB gave
@@ -119,9 +127,11 @@ fn locked(label: &str, holder: &str, waited: Duration, wait: &Wait) -> Failure {
 }
 
 /// The advisory lock that one sync holds on a database for its whole
-/// length (see the module docs), on the file `<database>.writer.lock`. It
-/// is never deleted: a lock file removed while another process waits on
-/// it would let two holders in.
+/// length (see the module docs), on the file `<database>.writer.lock` beside
+/// the database's real path (links followed), so that every path to one
+/// database meets the same lock. It is never deleted: a lock file removed
+/// while another process waits on it would let two holders in; and one
+/// removed or replaced while this process waits for it is opened again.
 pub struct WriterLock {
     /// Held open: the lock lasts as long as this handle.
     _file: File,
@@ -135,48 +145,39 @@ impl WriterLock {
     pub fn acquire(
         db: &Path,
         wait: &Wait,
-        unwritable: impl FnOnce(std::io::Error) -> Failure,
+        unwritable: impl Fn(std::io::Error) -> Failure,
     ) -> Result<WriterLock> {
         let path = writer_lock_path(db);
         let shown = path.display().to_string();
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
-            return Err(Failure::config(format!(
-                "`{shown}` exists and is not a file: this connector keeps its writers' lock there; move it away"
-            ))
-            .into());
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                    unwritable(e)
-                }
-                _ => Failure::config(format!(
-                    "cannot open `{shown}`, the lock that keeps two syncs of this database apart: {e}"
-                )),
-            })?;
         let started = Instant::now();
         let mut logged: Option<Instant> = None;
         loop {
-            match file.try_lock() {
-                Ok(()) => break,
+            let mut opened = LockFile::open(&path, &unwritable)?;
+            match opened.file.try_lock() {
+                // Locked, and still the file at the path (not one removed
+                // or replaced while this process waited): ours.
+                Ok(()) if opened.is_at(&path) => {
+                    opened.note_holder();
+                    return Ok(WriterLock { _file: opened.file });
+                }
+                Ok(()) => continue,
                 Err(TryLockError::WouldBlock) => {}
                 Err(TryLockError::Error(e)) => {
                     return Err(Failure::config(format!("cannot lock `{shown}`: {e}")).into())
                 }
             }
-            let owner = read_owner(&mut file);
+            let owner = opened.holder();
             let waited = started.elapsed();
             if waited >= wait.timeout || wait.cancelled.load(Ordering::Relaxed) {
+                let why = if wait.cancelled.load(Ordering::Relaxed) {
+                    "the sync was cancelled while waiting".to_string()
+                } else {
+                    format!("waited {} s, `lock_timeout_seconds`", waited.as_secs())
+                };
                 return Err(Failure::transient(format!(
-                    "another sync ({owner}) is writing the database `{}` (waited {} s, `lock_timeout_seconds`); \
+                    "another sync ({owner}) is writing the database `{}` ({why}); \
                      retry when it is done",
-                    db.display(),
-                    waited.as_secs()
+                    db.display()
                 ))
                 .into());
             }
@@ -191,25 +192,136 @@ impl WriterLock {
             }
             std::thread::sleep(Duration::from_millis(100).min(wait.timeout - waited));
         }
-        // Ours now: say who holds it, for the next sync's messages. A file
-        // someone else wrote is left as it is.
-        let ours = read_owner_line(&mut file).is_none_or(|l| l.starts_with(WRITER_LOCK_HEADER));
-        if ours {
-            let note = format!("{WRITER_LOCK_HEADER}: PID {}\n", std::process::id());
-            let _ = file
-                .set_len(0)
-                .and_then(|()| file.rewind())
-                .and_then(|()| file.write_all(note.as_bytes()));
-        }
-        Ok(WriterLock { _file: file })
+    }
+
+    /// Opens (making it if missing) the writers' lock file of the database
+    /// at `db` without taking the lock: what `check` does, so that a folder
+    /// that would refuse a sync's lock fails the check too.
+    pub fn probe(db: &Path, unwritable: impl Fn(std::io::Error) -> Failure) -> Result<()> {
+        LockFile::open(&writer_lock_path(db), &unwritable).map(drop)
     }
 }
 
-/// `<database>.writer.lock`.
+/// An opened writers' lock file.
+struct LockFile {
+    file: File,
+    /// This process made it: it may write the holder's note in it.
+    made: bool,
+    writable: bool,
+}
+
+impl LockFile {
+    /// Opens the lock file at `path`: made if missing (mode 0666 less the
+    /// umask, so that whoever may write the database may take the lock),
+    /// else opened for writing, or for reading only when this user may not
+    /// write it (a lock works on either). A path that is not a regular file
+    /// (a link, a folder, a FIFO) is refused.
+    fn open(path: &Path, unwritable: &impl Fn(std::io::Error) -> Failure) -> Result<LockFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let shown = path.display().to_string();
+        let refused = |e: std::io::Error| -> anyhow::Error {
+            match e.kind() {
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    unwritable(e).into()
+                }
+                _ => Failure::config(format!(
+                    "cannot open `{shown}`, the lock that keeps two syncs of this database apart: {e}"
+                ))
+                .into(),
+            }
+        };
+        let opened = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(path)
+        {
+            Ok(file) => LockFile {
+                file,
+                made: true,
+                writable: true,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match OpenOptions::new().read(true).write(true).open(path) {
+                    Ok(file) => LockFile {
+                        file,
+                        made: false,
+                        writable: true,
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => LockFile {
+                        file: File::open(path).map_err(refused)?,
+                        made: false,
+                        writable: false,
+                    },
+                    Err(e) => return Err(refused(e)),
+                }
+            }
+            Err(e) => return Err(refused(e)),
+        };
+        // What was opened must be the regular file at the path itself, not
+        // what a link there points to.
+        if !opened.is_at(path) {
+            return Err(Failure::config(format!(
+                "`{shown}` is not a regular file (a link, a folder, a FIFO?): this connector keeps \
+                 its writers' lock there; move it away"
+            ))
+            .into());
+        }
+        Ok(opened)
+    }
+
+    /// Whether the path still names this very file, as a regular file.
+    fn is_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(open), Ok(at)) => {
+                at.file_type().is_file() && open.dev() == at.dev() && open.ino() == at.ino()
+            }
+            _ => false,
+        }
+    }
+
+    /// Notes this process as the holder, for the next sync's messages: in a
+    /// file this process made or one that holds such a note already, never
+    /// in someone else's file.
+    fn note_holder(&mut self) {
+        let ours = self.made
+            || read_owner_line(&mut self.file).is_some_and(|l| l.starts_with(WRITER_LOCK_HEADER));
+        if self.writable && ours {
+            let note = format!("{WRITER_LOCK_HEADER}: PID {}\n", std::process::id());
+            let _ = self
+                .file
+                .set_len(0)
+                .and_then(|()| self.file.rewind())
+                .and_then(|()| self.file.write_all(note.as_bytes()));
+        }
+    }
+
+    /// Who holds the lock, as the holder noted it.
+    fn holder(&mut self) -> String {
+        read_owner_line(&mut self.file)
+            .and_then(|l| {
+                l.strip_prefix(WRITER_LOCK_HEADER)
+                    .map(|r| r.trim_start_matches(':').trim().to_string())
+            })
+            .filter(|o| !o.is_empty())
+            .unwrap_or_else(|| "a process".to_string())
+    }
+}
+
+/// `<database>.writer.lock`, beside the database's real path (links
+/// followed, as far as the path exists).
 pub fn writer_lock_path(db: &Path) -> PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    let real = std::fs::canonicalize(db).unwrap_or_else(|_| {
+        match (db.parent().map(std::fs::canonicalize), db.file_name()) {
+            (Some(Ok(parent)), Some(name)) => parent.join(name),
+            _ => db.to_path_buf(),
+        }
+    });
+    let mut name = real.file_name().unwrap_or_default().to_os_string();
     name.push(WRITER_LOCK_SUFFIX);
-    db.with_file_name(name)
+    real.with_file_name(name)
 }
 
 /// The first line of the lock file, if it is short text.
@@ -219,17 +331,6 @@ fn read_owner_line(file: &mut File) -> Option<String> {
     let n = file.read(&mut buf).ok()?;
     let text = std::str::from_utf8(&buf[..n]).ok()?;
     text.lines().next().map(str::to_string)
-}
-
-/// Who holds the writers' lock, as the holder wrote it.
-fn read_owner(file: &mut File) -> String {
-    read_owner_line(file)
-        .and_then(|l| {
-            l.strip_prefix(WRITER_LOCK_HEADER)
-                .map(|r| r.trim_start_matches(':').trim().to_string())
-        })
-        .filter(|o| !o.is_empty())
-        .unwrap_or_else(|| "a process".to_string())
 }
 
 #[cfg(test)]
@@ -250,10 +351,43 @@ mod tests {
     }
 
     #[test]
-    fn writer_lock_beside_the_database() {
+    fn writer_lock_beside_the_database_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
         assert_eq!(
-            writer_lock_path(Path::new("/d/x.duckdb")),
-            Path::new("/d/x.duckdb.writer.lock")
+            writer_lock_path(&dir.path().join("x.duckdb")),
+            real.join("x.duckdb.writer.lock")
+        );
+        // A link to the database meets the same lock.
+        std::fs::write(real.join("x.duckdb"), b"").unwrap();
+        std::os::unix::fs::symlink(real.join("x.duckdb"), real.join("link.duckdb")).unwrap();
+        assert_eq!(
+            writer_lock_path(&real.join("link.duckdb")),
+            real.join("x.duckdb.writer.lock")
+        );
+    }
+
+    /// Someone else's file at the lock's path is locked but never written;
+    /// a link there is refused.
+    #[test]
+    fn foreign_lock_files_are_left_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.duckdb");
+        let lock = writer_lock_path(&db);
+        let wait = Wait {
+            timeout: Duration::ZERO,
+            cancelled: Arc::new(AtomicBool::new(false)),
+        };
+        let refused = |e: std::io::Error| Failure::config(e.to_string());
+        std::fs::write(&lock, [0xff, 0x00, 0x01]).unwrap();
+        drop(WriterLock::acquire(&db, &wait, refused).unwrap());
+        assert_eq!(std::fs::read(&lock).unwrap(), [0xff, 0x00, 0x01]);
+        std::fs::remove_file(&lock).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &lock).unwrap();
+        assert!(WriterLock::acquire(&db, &wait, refused).is_err());
+        assert!(
+            !dir.path().join("elsewhere").exists(),
+            "nothing made through the link"
         );
     }
 

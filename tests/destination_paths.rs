@@ -7,15 +7,14 @@
 //! database. (The URL case also takes a catalog with a lone surrogate in a
 //! description, as the platform's parser does.)
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::util::cases::{
     assert_check_fails, assert_config_error, check, check_env, one_record, set_path, status, write,
     write_env,
 };
-use crate::util::{catalog_of, global_state, lines, parse_stdout, record, Harness, Run, BIN};
+use crate::util::{catalog_of, global_state, lines, record, Harness, Nobody};
 
 /// `check` and `write` both refuse the file, and its bytes stay as they were.
 fn foreign_file_case(name: &str, bytes: &[u8]) {
@@ -269,41 +268,11 @@ fn read_only_folder_is_a_config_error() {
     // Root ignores the folder's mode: run the binary as `nobody`, from a
     // copy it can reach, on a file it may write.
     let _ = std::fs::remove_file(&probe);
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: running as root and setpriv is missing");
+    let Some(nobody) = Nobody::new(&h) else {
         return;
-    }
-    let bin = h.path("bin");
-    std::fs::copy(BIN, &bin).unwrap();
-    for (path, mode) in [
-        (h.dir.path().to_path_buf(), 0o755),
-        (bin.clone(), 0o755),
-        (db.clone(), 0o666),
-        (h.config_path(), 0o644),
-        (h.catalog_path(), 0o644),
-    ] {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-    let as_nobody = |args: &[&str], stdin: &[u8]| {
-        let mut child = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&bin)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        Run {
-            code: out.status.code(),
-            messages: parse_stdout(&stdout),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
     };
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_nobody = |args: &[&str], stdin: &[u8]| nobody.run(args, stdin);
     let config = h.config_path().to_str().unwrap().to_string();
     let catalog = h.catalog_path().to_str().unwrap().to_string();
     let run = as_nobody(

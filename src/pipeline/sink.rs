@@ -19,7 +19,7 @@ use crate::catalog::{Catalog, Stream, WriteMode};
 use crate::database::{Attachment, CATALOG};
 use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
-use crate::internal;
+use crate::internal::{self, RawOf};
 use crate::names::{literal, qualified, qualified_schema};
 use crate::raw::{self, MetaText, COLUMNS};
 
@@ -115,7 +115,11 @@ pub fn prepare_tables(session: &Session, catalog: &Catalog) -> Result<()> {
     }
     // A raw table made (again) or adopted holds other rows than any typed
     // table's coverage recorded before says.
-    if let Some(sql) = internal::count_rewrites(rewritten) {
+    let rewritten: Vec<RawOf<'_>> = rewritten
+        .into_iter()
+        .map(|s| RawOf::new(&s.namespace, &s.name, &s.schema))
+        .collect();
+    if let Some(sql) = internal::count_rewrites(&rewritten) {
         session
             .execute(&sql)
             .context("recording the raw tables made or adopted")?;
@@ -164,9 +168,9 @@ impl<'scope, 's> Sink<'scope, 's> {
         }
     }
 
-    /// Ends the appending: the typed output's writer commits its last rows
-    /// and stops, and the typed output is handed back for its last step,
-    /// with the database attached.
+    /// Ends the appending: the typed-row writer stops (every commit already
+    /// took its rows), and the typed output is handed back for its last
+    /// step, with the database attached.
     pub fn finish(mut self) -> Result<TypedOutput<'scope, 's>> {
         self.attached()?;
         self.typed.end_appending();
@@ -175,15 +179,22 @@ impl<'scope, 's> Sink<'scope, 's> {
 
     /// Lets go of the database file, so that other processes can open it,
     /// until the next write: a checkpoint, then the file is closed. Only
-    /// between commits (no transaction open); the typed views are made
-    /// first if they are still being made. Does nothing if the file cannot
-    /// be let go of (MotherDuck) or already is.
+    /// between commits (with a transaction open it does nothing), after the
+    /// typed views are made and every typed table is caught up to the
+    /// committed rows (if one cannot be, the file is kept). Does nothing if
+    /// the file cannot be let go of (MotherDuck) or already is.
     pub fn release(&mut self) -> Result<()> {
-        let Some(attachment) = self.attachment.as_ref().filter(|_| !self.released) else {
+        if self.txn.is_some() || self.released || self.attachment.is_none() {
             return Ok(());
-        };
-        debug_assert!(self.txn.is_none(), "release between commits only");
+        }
+        // Nothing else may use the database while it is let go of: the
+        // typed views are made first, and every typed table caught up to
+        // the committed rows (else the file is kept, and readers wait).
         self.typed.settle()?;
+        if !self.typed.bring_current() {
+            return Ok(());
+        }
+        let attachment = self.attachment.as_ref().expect("checked above");
         let started = std::time::Instant::now();
         // Letting go is a courtesy to readers: if it fails, the sync keeps
         // the file (still attached: the checkpoint or the detach did not
@@ -432,7 +443,8 @@ impl<'scope, 's> Sink<'scope, 's> {
         let columns = COLUMNS.join(", ");
         // The rewrite count goes up in the same transaction: a typed table
         // that covered the old rows no longer claims to cover these.
-        let rewrite = internal::count_rewrites([s]).expect("one stream");
+        let rewrite = internal::count_rewrites(&[RawOf::new(&s.namespace, &s.name, &s.schema)])
+            .expect("one stream");
         let swap = || -> Result<(), crate::duck::DuckError> {
             let txn = self.session.begin()?;
             self.session.execute(&format!(
@@ -444,6 +456,7 @@ impl<'scope, 's> Sink<'scope, 's> {
         };
         swap().with_context(|| format!("replacing the rows of {} with the new ones", s.label()))?;
         target.table = s.table.clone();
+        self.typed.raw_replaced(stream);
         tracing::info!(stream = %s.label(), "overwrite complete: staged rows replaced the table's contents");
         Ok(())
     }

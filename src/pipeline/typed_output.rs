@@ -22,6 +22,7 @@
 //! rows are committed: they are given up, and their tables are rebuilt from
 //! the raw rows at the end (the raw table is the source of truth).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
@@ -29,7 +30,7 @@ use std::time::Instant;
 use anyhow::{anyhow, Context, Result};
 
 use super::typed_writer::TypedWriter;
-use crate::catalog::{Catalog, Stream, WriteMode};
+use crate::catalog::{Catalog, Stream};
 use crate::config::TypedOutput as Mode;
 use crate::database;
 use crate::duck::{Instance, Session};
@@ -55,6 +56,11 @@ pub struct TypedOutput<'scope, 's> {
     beside_done: Option<Result<()>>,
     /// `tables`: one plan per stream, in catalog order (empty otherwise).
     plans: Vec<Plan>,
+    /// `tables`: per stream, whether its typed table is behind the raw rows
+    /// committed so far (rows of a stream refreshed at the end, staged rows
+    /// of a deduplicated stream, raw rows replaced by an overwrite), which
+    /// [`TypedOutput::bring_current`] catches up.
+    behind: Vec<bool>,
     /// The inline streams' typed rows, while the records are appended.
     writer: Option<TypedWriter>,
 }
@@ -74,6 +80,7 @@ impl<'scope, 's: 'scope> TypedOutput<'scope, 's> {
             beside: None,
             beside_done: None,
             plans: Vec::new(),
+            behind: Vec::new(),
             writer: None,
         };
         if mode != Mode::Tables {
@@ -87,6 +94,7 @@ impl<'scope, 's: 'scope> TypedOutput<'scope, 's> {
         }
         let typed = typed::prepare(instance, &out.catalog.streams, mode)?;
         out.plans = plan(instance, &out.catalog.streams, typed)?;
+        out.behind = vec![false; out.plans.len()];
         let inline: Vec<Option<Inline>> = out
             .plans
             .iter()
@@ -128,6 +136,9 @@ impl TypedOutput<'_, '_> {
     /// states are due. Typed rows that cannot be written are given up for
     /// the rest of the sync, and their tables rebuilt at the end.
     pub fn after_commit(&mut self, rows: Vec<u64>) {
+        for ((plan, behind), &n) in self.plans.iter().zip(&mut self.behind).zip(&rows) {
+            *behind |= n > 0 && !plan.current_with_each_commit();
+        }
         let Some(writer) = self.writer.as_mut() else {
             return;
         };
@@ -139,6 +150,56 @@ impl TypedOutput<'_, '_> {
         }
     }
 
+    /// Step 2: stream `stream`'s raw rows were replaced (an overwrite's
+    /// swap): its typed table is behind until it is rebuilt.
+    pub fn raw_replaced(&mut self, stream: usize) {
+        if let Some(behind) = self.behind.get_mut(stream) {
+            *behind = true;
+        }
+    }
+
+    /// Step 2, between commits, before the database is let go of: brings
+    /// every typed table that is behind up to the raw rows committed so far
+    /// (merges staged rows, refreshes), each in its own transaction, so that
+    /// a reader sees typed tables at the point the echoed states cover.
+    /// Returns whether they all are; one that fails stays behind (the end of
+    /// the sync tries again, and reports it).
+    pub fn bring_current(&mut self) -> bool {
+        if !self.behind.contains(&true) {
+            return true;
+        }
+        let tables = match database::existing_tables(self.session) {
+            Ok(tables) => tables,
+            Err(e) => {
+                tracing::warn!("typed tables not caught up: {e:#}");
+                return false;
+            }
+        };
+        let mut all = true;
+        for ((stream, plan), behind) in self
+            .catalog
+            .streams
+            .iter()
+            .zip(&mut self.plans)
+            .zip(&mut self.behind)
+        {
+            if !*behind {
+                continue;
+            }
+            match plan.finish(self.session, stream, &tables) {
+                Ok(how) => {
+                    *behind = false;
+                    tracing::debug!(how, stream = %stream.label(), "typed table caught up while the input is idle");
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %stream.label(), "catching up the typed table failed: {e:#}");
+                    all = false;
+                }
+            }
+        }
+        all
+    }
+
     /// Step 2: the open transaction is abandoned.
     pub fn rollback(&mut self) {
         if let Some(writer) = self.writer.as_mut() {
@@ -146,8 +207,9 @@ impl TypedOutput<'_, '_> {
         }
     }
 
-    /// Step 3: no more records; the typed-row writer ends, its last rows
-    /// committed.
+    /// Step 3: no more records; the typed-row writer ends (its rows were
+    /// all committed with the last commit of the raw rows; its thread ends
+    /// with the sync's scope).
     pub fn end_appending(&mut self) {
         self.writer = None;
     }
@@ -167,24 +229,11 @@ impl TypedOutput<'_, '_> {
         let mut first_failure = None;
         for (stream, plan) in self.catalog.streams.iter().zip(&mut self.plans) {
             let started = Instant::now();
-            let (how, t) = match plan {
-                Plan::Inline { typed, inline } => (
-                    typed::finish_inline(self.session, stream, typed, inline),
-                    &*typed,
-                ),
-                Plan::Refresh { typed } => {
-                    let rebuild = stream.mode == WriteMode::Truncate;
-                    (
-                        typed::materialise(self.session, stream, typed, rebuild, &tables),
-                        &*typed,
-                    )
-                }
-            };
-            match how {
+            match plan.finish(self.session, stream, &tables) {
                 Ok(how) => tracing::info!(
                     how,
                     stream = %stream.label(),
-                    table = %format!("\"{}\".\"{}\"", stream.schema, t.name),
+                    table = %format!("\"{}\".\"{}\"", stream.schema, plan.typed().name),
                     seconds = started.elapsed().as_secs_f64(),
                     "typed table refreshed"
                 ),
@@ -221,6 +270,36 @@ impl TypedOutput<'_, '_> {
                 typed::forget_coverage(&mut typed);
                 *plan = Plan::Refresh { typed };
             }
+        }
+    }
+}
+
+impl Plan {
+    /// Whether the typed table holds every committed raw row after each
+    /// commit (an append stream written as its records arrive).
+    fn current_with_each_commit(&self) -> bool {
+        matches!(self, Plan::Inline { inline, .. } if !inline.dedup)
+    }
+
+    fn typed(&self) -> &Typed {
+        match self {
+            Plan::Inline { typed, .. } | Plan::Refresh { typed } => typed,
+        }
+    }
+
+    /// Brings the typed table up to its raw rows: merges a deduplicated
+    /// stream's staged rows, or refreshes the table from the raw table
+    /// (rebuilt when its coverage no longer matches, as after an
+    /// overwrite's swap, which raises the raw table's rewrite count).
+    fn finish(
+        &mut self,
+        session: &Session,
+        stream: &Stream,
+        tables: &HashSet<(String, String)>,
+    ) -> Result<&'static str> {
+        match self {
+            Plan::Inline { typed, inline } => typed::finish_inline(session, stream, typed, inline),
+            Plan::Refresh { typed } => typed::materialise(session, stream, typed, tables),
         }
     }
 }

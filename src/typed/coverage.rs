@@ -47,7 +47,7 @@ pub enum Coverage {
     /// Not known (never built, given up, recorded by an older version, or
     /// found wrong): the table is rebuilt from the raw rows.
     Rebuild,
-    /// The raw rows whose rowid is at most `rowid` (-1: none), as of `seen`.
+    /// The raw rows whose rowid is at most `rowid`, as of `seen`.
     UpTo { rowid: i64, seen: Seen },
     /// Every raw row, as of `seen`: typed rows written with the records,
     /// whose commits count the raw rows they cover.
@@ -87,7 +87,7 @@ impl Coverage {
         };
         match watermark {
             EVERY_ROW => Coverage::All { seen },
-            rowid if rowid >= -1 => Coverage::UpTo { rowid, seen },
+            rowid if rowid >= 0 => Coverage::UpTo { rowid, seen },
             _ => Coverage::Rebuild,
         }
     }
@@ -122,7 +122,7 @@ impl Coverage {
     /// Checks the coverage against stream `s`'s raw table as it is now.
     pub fn verify(&self, session: &Session, s: &Stream) -> Result<Verdict> {
         let raw = qualified(&s.schema, &s.table);
-        let rewrites = internal::raw_rewrites(s);
+        let rewrites = internal::raw_rewrites(&raw_of(s));
         let (at, seen, verdict) = match self {
             Coverage::Rebuild => return Ok(Verdict::Rebuild),
             Coverage::UpTo { rowid, seen } => {
@@ -131,19 +131,23 @@ impl Coverage {
             Coverage::All { seen } => ("true".to_string(), seen, Verdict::Current),
         };
         // The rows the coverage claims, the id of the last of them, and the
-        // rewrite count: one query.
+        // rewrite count.
         let row = session.query_row(&format!(
-            "SELECT count(*), max(rowid) FROM {raw} WHERE {at}"
+            "SELECT count(*), max(rowid), {rewrites} FROM {raw} WHERE {at}"
         ))?;
-        let (count, last_rowid) = (row.int(0).unwrap_or(0), row.int(1));
-        let check = session.query_row(&format!(
-            "SELECT (SELECT _airbyte_ab_id FROM {raw} WHERE rowid = {}), {rewrites}",
-            last_rowid.unwrap_or(-1)
-        ))?;
+        let last_id = match row.int(1) {
+            Some(last) => session
+                .query_row(&format!(
+                    "SELECT _airbyte_ab_id FROM {raw} WHERE rowid = {last}"
+                ))?
+                .text(0)
+                .map(str::to_string),
+            None => None,
+        };
         let now = Seen {
-            count,
-            last_id: check.text(0).map(str::to_string),
-            rewrites: check.int(1).unwrap_or(0),
+            count: row.int(0).unwrap_or(0),
+            last_id,
+            rewrites: row.int(2).unwrap_or(0),
         };
         Ok(if now == *seen {
             verdict
@@ -153,11 +157,16 @@ impl Coverage {
     }
 }
 
+fn raw_of(s: &Stream) -> internal::RawOf<'_> {
+    internal::RawOf::new(&s.namespace, &s.name, &s.schema)
+}
+
 /// Stream `s`'s raw table as it is now: its highest rowid and the
 /// fingerprint of all its rows.
 #[derive(Debug, Clone)]
 pub struct Extent {
-    pub max_rowid: i64,
+    /// None for an empty table.
+    pub max_rowid: Option<i64>,
     pub seen: Seen,
 }
 
@@ -165,13 +174,13 @@ impl Extent {
     pub fn of(session: &Session, s: &Stream) -> Result<Extent> {
         let raw = qualified(&s.schema, &s.table);
         let row = session.query_row(&format!(
-            "SELECT coalesce(max(rowid), -1), count(*), \
+            "SELECT max(rowid), count(*), \
              (SELECT _airbyte_ab_id FROM {raw} WHERE rowid = (SELECT max(rowid) FROM {raw})), {} \
              FROM {raw}",
-            internal::raw_rewrites(s)
+            internal::raw_rewrites(&raw_of(s))
         ))?;
         Ok(Extent {
-            max_rowid: row.int(0).unwrap_or(-1),
+            max_rowid: row.int(0),
             seen: Seen {
                 count: row.int(1).unwrap_or(0),
                 last_id: row.text(2).map(str::to_string),
@@ -182,9 +191,14 @@ impl Extent {
 
     /// The coverage of a table that holds every row of this extent.
     pub fn covered(&self) -> Coverage {
-        Coverage::UpTo {
-            rowid: self.max_rowid,
-            seen: self.seen.clone(),
+        match self.max_rowid {
+            Some(rowid) => Coverage::UpTo {
+                rowid,
+                seen: self.seen.clone(),
+            },
+            None => Coverage::All {
+                seen: self.seen.clone(),
+            },
         }
     }
 }
@@ -234,8 +248,7 @@ mod tests {
                 rowid: 7,
                 seen: seen.clone(),
             },
-            Coverage::UpTo {
-                rowid: -1,
+            Coverage::All {
                 seen: Seen {
                     count: 0,
                     last_id: None,

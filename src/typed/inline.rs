@@ -119,7 +119,7 @@ pub fn catch_up(
         create_empty(session, s, t)?;
         "created"
     } else {
-        materialise(session, s, t, false, tables)?
+        materialise(session, s, t, tables)?
     };
     tracing::info!(how, stream = %s.label(), table = %relation(s, t), "typed table caught up before the records");
     Ok(())

@@ -70,11 +70,12 @@ pub fn prepare(session: &Session, streams: &[Stream], mode: TypedOutput) -> Resu
             if let (Materialized::Table { coverage, .. }, Some(old)) =
                 (&mut typed.materialized, shapes.get(&key))
             {
-                if !old.is_empty() && *old != shape(s) {
+                let now = shape(s);
+                if old.as_ref().is_some_and(|old| *old != now) {
                     *coverage = Coverage::Rebuild;
                 }
                 // Recorded without a shape: the shape is recorded now.
-                reshaped = *old != shape(s);
+                reshaped = old.as_ref() != Some(&now);
             }
             let exists = views.contains(&(s.schema.to_lowercase(), typed.name.to_lowercase()));
             apply(session, s, &mut typed, mode, exists, &taken)
@@ -134,9 +135,9 @@ fn apply(
             let sql = q.relation();
             let definition = format!("{:016x}", fnv1a64(sql.as_bytes()));
             match &t.materialized {
-                Materialized::View { definition: d } if *d == definition && view_exists => {
-                    return Ok(())
-                }
+                Materialized::View {
+                    definition: Some(d),
+                } if *d == definition && view_exists => return Ok(()),
                 Materialized::View { .. } => {}
                 // A table of ours under this name goes first.
                 _ if nothing_to_drop => {}
@@ -147,7 +148,9 @@ fn apply(
                 relation(s, t)
             ))?;
             tracing::info!(stream = %s.label(), view = %relation(s, t), "typed view created");
-            t.materialized = Materialized::View { definition };
+            t.materialized = Materialized::View {
+                definition: Some(definition),
+            };
         }
         // Built at the end of the sync.
         TypedOutput::Tables => {}

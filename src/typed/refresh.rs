@@ -21,15 +21,13 @@ use crate::raw;
 
 /// Brings a stream's typed table up to date with its raw table: new raw
 /// rows are typed and appended (or, for `append_dedup`, merged by key);
-/// the table is rebuilt whole when its columns changed, when the raw table
-/// was replaced (`rebuild`, after an overwrite), or when its coverage no
-/// longer matches the raw rows (see
-/// `Coverage::verify`).
+/// the table is rebuilt whole when its columns changed, when it was dropped,
+/// or when its coverage no longer matches the raw rows (`Coverage::verify`:
+/// after an overwrite's swap, the raw table's rewrite count went up).
 pub fn materialise(
     session: &Session,
     s: &Stream,
     t: &mut Typed,
-    rebuild: bool,
     tables: &HashSet<(String, String)>,
 ) -> Result<&'static str> {
     let mut next = t.clone();
@@ -43,8 +41,7 @@ pub fn materialise(
         // between the table and new rows: such a dedup table is rebuilt.
         let verdict = match &next.materialized {
             Materialized::Table { columns, coverage }
-                if !rebuild
-                    && *columns == next.columns
+                if *columns == next.columns
                     && present(s, &next, tables)
                     && (!s.dedup || q.keys_are_columns()) =>
             {
@@ -65,7 +62,7 @@ pub fn materialise(
                         .execute(&format!("CREATE TABLE {rel} AS SELECT {out} FROM ({rows})"))?;
                 }
             }
-            Verdict::After(after) if after < extent.max_rowid => {
+            Verdict::After(after) if extent.max_rowid.is_some_and(|last| after < last) => {
                 how = if s.dedup { "merged" } else { "appended" };
                 let rows = q.typed_rows(Some(after));
                 if s.dedup {

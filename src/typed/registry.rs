@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use super::coverage::{self, Coverage};
 use super::types::{columns_from_json, columns_to_json, Column};
 use crate::catalog::Stream;
-use crate::database::CATALOG;
 use crate::duck::{ResultRow, Session};
 use crate::internal::{self, fnv1a64, stream_key, TYPED_RELATIONS};
+use crate::names::CATALOG;
 use crate::names::{literal, qualified};
 
 /// What the typed relation of one stream is and holds.
@@ -37,8 +37,9 @@ pub(super) enum Materialized {
     /// Nothing: typed output is off, or the table is not built yet.
     Nothing,
     /// A view. `definition` is a hash of its SQL: an unchanged view is not
-    /// recreated (binding one costs DuckDB tens of milliseconds).
-    View { definition: String },
+    /// recreated (binding one costs DuckDB tens of milliseconds). None: a
+    /// view recorded before hashes were, made again once.
+    View { definition: Option<String> },
     /// A table holding `columns`, and the raw rows `coverage` says.
     Table {
         columns: Vec<Column>,
@@ -59,7 +60,7 @@ impl Materialized {
     ) -> Materialized {
         match kind {
             Some("view") => Materialized::View {
-                definition: definition.unwrap_or_default().to_string(),
+                definition: definition.map(str::to_string),
             },
             Some("table") => match table_columns.and_then(columns_from_json) {
                 Some(columns) => Materialized::Table { columns, coverage },
@@ -81,8 +82,9 @@ pub(super) struct Existing {
     pub(super) taken: HashSet<(String, String)>,
     /// Views in the database (lowercase), to notice one dropped by hand.
     pub(super) views: HashSet<(String, String)>,
-    /// The recorded [`shape`] of each table, by the keys of `known`.
-    pub(super) shapes: HashMap<(String, String), String>,
+    /// The recorded [`shape`] of each table, by the keys of `known` (None
+    /// for tables recorded before shapes were, taken as they are).
+    pub(super) shapes: HashMap<(String, String), Option<String>>,
 }
 
 /// What a typed table's rows are, besides its columns: every raw row, or
@@ -130,7 +132,7 @@ pub(super) fn survey(session: &Session) -> Result<Existing> {
 type Registry = (
     HashMap<(String, String), Typed>,
     HashSet<(String, String)>,
-    HashMap<(String, String), String>,
+    HashMap<(String, String), Option<String>>,
 );
 
 fn read_registry(session: &Session) -> Result<Registry> {
@@ -169,10 +171,7 @@ fn read_registry(session: &Session) -> Result<Registry> {
         let key = (key.to_string(), schema.to_string());
         // A table's `definition` is its shape (a view's, its hash).
         if matches!(typed.materialized, Materialized::Table { .. }) {
-            shapes.insert(
-                key.clone(),
-                definition.as_str().unwrap_or_default().to_string(),
-            );
+            shapes.insert(key.clone(), definition.as_str().map(str::to_string));
         }
         known.insert(key, typed);
     }
@@ -248,7 +247,7 @@ fn record_batch(session: &Session, entries: &[(&Stream, &Typed)]) -> Result<()> 
                 literal("view"),
                 null(),
                 Coverage::Rebuild.columns(),
-                literal(definition),
+                definition.as_deref().map_or_else(null, literal),
             ),
             Materialized::Table { columns, coverage } => (
                 literal("table"),
@@ -315,7 +314,7 @@ mod tests {
         let states = [
             Materialized::Nothing,
             Materialized::View {
-                definition: "00000000000000ff".into(),
+                definition: Some("00000000000000ff".into()),
             },
             Materialized::Table {
                 columns: columns.clone(),
@@ -368,9 +367,7 @@ mod tests {
         };
         assert_eq!(
             Materialized::read(Some("view"), None, Coverage::Rebuild, None),
-            Materialized::View {
-                definition: String::new()
-            }
+            Materialized::View { definition: None }
         );
         assert_eq!(
             Materialized::read(Some("table"), Some("not json"), seen(), None),

@@ -633,3 +633,60 @@ impl Rng {
         items[self.below(items.len())]
     }
 }
+
+/// Runs the binary as the user `nobody` (uid 65534), for tests of what
+/// another user may and may not do: only when the tests run as root with
+/// `setpriv` at hand.
+pub struct Nobody {
+    /// A copy of the binary that `nobody` can reach.
+    bin: PathBuf,
+}
+
+impl Nobody {
+    /// None (and a SKIPPED line) when the tests cannot switch users. Makes
+    /// the harness's folder, config and catalog readable by `nobody`.
+    #[allow(clippy::print_stderr)]
+    pub fn new(h: &Harness) -> Option<Nobody> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if !root || Command::new("setpriv").arg("--version").output().is_err() {
+            eprintln!("SKIPPED: needs root and setpriv to run as another user");
+            return None;
+        }
+        let bin = h.path("bin");
+        std::fs::copy(BIN, &bin).unwrap();
+        for (path, mode) in [
+            (h.dir.path().to_path_buf(), 0o755),
+            (bin.clone(), 0o755),
+            (h.config_path(), 0o644),
+            (h.catalog_path(), 0o644),
+        ] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        Some(Nobody { bin })
+    }
+
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&self.bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        Run {
+            code: out.status.code(),
+            messages: parse_stdout(&stdout),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
