@@ -218,42 +218,12 @@ fn open_file(
     purpose: Purpose,
 ) -> Result<Database> {
     let label = path.display().to_string();
-    // Refused before anything is made beside it (a folder, a lock file).
-    inspect_existing(path, &label)?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            Failure::config(format!(
-                "cannot create the folder `{}` for the database: {e}",
-                parent.display()
-            ))
-        })?;
-    }
-    // Before the file is opened: a second sync waits here for the first,
-    // and a check makes sure that it could take the lock.
-    let started = std::time::Instant::now();
-    let writer = match purpose {
-        Purpose::Sync => Some(WriterLock::acquire(path, wait, |_| unwritable(&label))?),
-        Purpose::Check => {
-            WriterLock::probe(path, |_| unwritable(&label))?;
-            None
-        }
-    };
-    // Looked at again under the lock, which also decides whether the file
-    // is new: an empty file makes way for the database only now.
-    let is_new = match inspect_existing(path, &label)? {
-        Found::Nothing => true,
-        Found::Empty => {
-            std::fs::remove_file(path).map_err(|e| {
-                Failure::config(format!(
-                    "`destination_path` `{label}` is an empty file that cannot be replaced by a database: {e}"
-                ))
-            })?;
-            true
-        }
-        Found::Database => false,
-    };
-    // The lock's wait counts against the same bound.
-    let wait = &wait.less(started.elapsed());
+    let Claimed {
+        writer,
+        is_new,
+        wait,
+    } = claim(path, &label, wait, purpose)?;
+    let wait = &wait;
     let path_text = path.to_str().ok_or_else(|| {
         Failure::config(format!("`destination_path` `{label}` is not valid UTF-8"))
     })?;
@@ -298,6 +268,59 @@ fn open_file(
         row_group_rows,
         attachment: Some(attachment),
         _writer: writer,
+    })
+}
+
+/// The destination path, ready to attach.
+struct Claimed {
+    /// A sync's writers' lock.
+    writer: Option<WriterLock>,
+    /// No database is there yet: the one made gets the storage version.
+    is_new: bool,
+    /// What is left of the wait for the file's own lock.
+    wait: Wait,
+}
+
+/// Refuses a path that holds anything but a DuckDB database (before
+/// anything is made beside it), makes its folder, takes the writers' lock
+/// (a sync) or makes sure it could be taken (a check), and looks at the
+/// path again under the lock, where an empty file makes way for the
+/// database.
+fn claim(path: &Path, label: &str, wait: &Wait, purpose: Purpose) -> Result<Claimed> {
+    inspect_existing(path, label)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Failure::config(format!(
+                "cannot create the folder `{}` for the database: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let started = std::time::Instant::now();
+    let writer = match purpose {
+        Purpose::Sync => Some(WriterLock::acquire(path, wait, |_| unwritable(label))?),
+        Purpose::Check => {
+            WriterLock::probe(path, |_| unwritable(label))?;
+            None
+        }
+    };
+    let is_new = match inspect_existing(path, label)? {
+        Found::Nothing => true,
+        Found::Empty => {
+            std::fs::remove_file(path).map_err(|e| {
+                Failure::config(format!(
+                    "`destination_path` `{label}` is an empty file that cannot be replaced by a database: {e}"
+                ))
+            })?;
+            true
+        }
+        Found::Database => false,
+    };
+    Ok(Claimed {
+        writer,
+        is_new,
+        // The lock's wait counts against the same bound.
+        wait: wait.less(started.elapsed()),
     })
 }
 
