@@ -16,6 +16,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::access;
 use crate::config::{Config, Target, DEFAULT_BATCH_MIB};
 use crate::duck::{names_storage_full, DuckError, Session};
 use crate::error::Failure;
@@ -120,8 +121,16 @@ fn open_file(
     let is_new = inspect_existing(path, &label)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    access::unwritable_hint(path)
+                        .map(|h| format!(". {h}"))
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            };
             Failure::config(format!(
-                "cannot create the folder `{}` for the database: {e}",
+                "cannot create the folder `{}` for the database: {e}{hint}",
                 parent.display()
             ))
         })?;
@@ -264,9 +273,12 @@ fn settings_failure(e: DuckError) -> anyhow::Error {
 /// The file or the files beside it cannot be written: the same failure
 /// whether DuckDB found out when attaching or at a later commit.
 fn unwritable(label: &str) -> Failure {
+    let hint = access::unwritable_hint(Path::new(label))
+        .map(|h| format!(". {h}"))
+        .unwrap_or_default();
     Failure::config(format!(
         "cannot write the database `{label}` or the files beside it (`.wal`, `.tmp`): \
-         permission denied, read-only location, or a folder in the way"
+         permission denied, read-only location, or a folder in the way{hint}"
     ))
 }
 

@@ -8,6 +8,7 @@ mod dedup;
 mod differential;
 mod durability;
 mod edges;
+mod environment;
 mod faults;
 mod kills;
 mod packaging;
