@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Real Airbyte clients drive the connector image.
 
-    docker_clients.py --image IMAGE [--only pyairbyte,bulk,cdk] [--keep]
+    docker_clients.py --image IMAGE [--only pyairbyte,byhand,bulk,cdk] [--keep]
 
 pyairbyte  PyAirbyte's Docker executor (`get_destination(..., docker_image=IMAGE)`,
            offline) writes from a small source (docker_test_source.py) into the
@@ -15,6 +15,7 @@ pyairbyte  PyAirbyte's Docker executor (`get_destination(..., docker_image=IMAGE
                          run by that user) both succeed, and the user can read the
                          database the connector wrote.
            Every successful write is checked row by row against the source.
+byhand     The README's "By hand" commands, as written there, as host user 1001.
 bulk       Airbyte's Kotlin bulk CDK way to run `write`: `docker run --rm --init -i
            -w /data/job --network host -v ...:/data -v ...:/local IMAGE write --config
            destination_config.json --catalog destination_catalog.json` (relative
@@ -256,6 +257,32 @@ def bulk(image, report, work):
                  str(sorted(p.name for p in job.iterdir())))
 
 
+# ------------------------------------------------------ the README, by hand
+
+def by_hand(image, report, work, socket):
+    """The README's "By hand" commands, as written, run by host user 1001."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### By hand"):]
+    block = section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
+    block = block.replace("airbyte/destination-duckdb-rs:0.1.0", image)
+    where = Path(tempfile.mkdtemp(prefix="by-hand-", dir=work))
+    shutil.copytree(REPO / "examples", where / "examples")
+    subprocess.run(["chown", "-R", "1001:1001", str(where)], check=True)
+    try:
+        docker_gid = grp.getgrnam("docker").gr_gid
+    except KeyError:
+        docker_gid = 0
+    r = subprocess.run(as_user(1001, 1001, docker_gid) + ["sh", "-ec", block], cwd=where, capture_output=True,
+                       text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(where),
+                                                    "DOCKER_HOST": f"unix://{socket}"})
+    db = where / "data" / "quickstart.duckdb"
+    rows = table_rows(db, "users") if db.exists() else []
+    report.check("README \"By hand\" commands as host uid 1001: spec, then the example sync into data/",
+                 r.returncode == 0 and db.exists() and db.stat().st_uid == 1001 and len(rows) > 0,
+                 f"exit {r.returncode}, owner {db.stat().st_uid if db.exists() else None}, {len(rows)} users; "
+                 f"{r.stderr.strip()[-300:] if r.returncode else ''}")
+
+
 # -------------------------------------------------------- airbyte-cdk tests
 
 SUITE = '''
@@ -331,7 +358,7 @@ def cdk(image, report, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--image", required=True)
-    ap.add_argument("--only", default="pyairbyte,bulk,cdk")
+    ap.add_argument("--only", default="pyairbyte,byhand,bulk,cdk")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     socket = os.environ.get("DOCKER_CLIENTS_SOCKET", "/run/destination-duckdb/docker.sock")
@@ -347,6 +374,8 @@ def main():
     try:
         if "pyairbyte" in wanted:
             pyairbyte(args.image, report, work, socket)
+        if "byhand" in wanted:
+            by_hand(args.image, report, work, socket)
         if "bulk" in wanted:
             bulk(args.image, report, work)
         if "cdk" in wanted:

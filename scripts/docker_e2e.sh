@@ -54,6 +54,10 @@ docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "no Docker 
 docker image inspect "$image" >/dev/null 2>&1 || die "image $image not found: build it with the README's command"
 [ -x "$bin" ] || die "host binary $bin not found: cargo build --release"
 
+# Containers a killed earlier run left behind (the scripts name theirs so).
+stale="$(docker ps -aq --filter name=dd-launcher- --filter name=dd-sigterm-)"
+[ -z "$stale" ] || docker rm -f $stale >/dev/null
+
 venv_ready() {
     [ -x "$venv/bin/python" ] && "$venv/bin/python" -c '
 from importlib.metadata import version
