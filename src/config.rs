@@ -54,6 +54,54 @@ pub const DEFAULT_PROGRESS_SECONDS: u64 = 10;
 /// path that resolves outside it (by `..`, a symlink, or an absolute path
 /// elsewhere) is refused: in the container it would be lost at exit.
 pub const LOCAL_ROOT_ENV: &str = "DESTINATION_DUCKDB_LOCAL_ROOT";
+/// How Airbyte says records travel to `write` (`STDIO` or `SOCKET`), and in
+/// which format (`JSONL` or `PROTOBUF`). This connector reads JSON lines on
+/// stdin only; the platform uses sockets only with connectors that declare
+/// them, so anything else is a deployment mistake, refused before any input.
+pub const DATA_CHANNEL_MEDIUM_ENV: &str = "DATA_CHANNEL_MEDIUM";
+pub const DATA_CHANNEL_FORMAT_ENV: &str = "DATA_CHANNEL_FORMAT";
+/// The ephemeral-storage limit of the connector's pod, in bytes, which
+/// Airbyte may set. Not applied: everything this connector writes (the
+/// database, its WAL and DuckDB's spill files beside it) is under
+/// `destination_path`, a mounted volume that this limit does not count.
+pub const STORAGE_LIMIT_ENV: &str = "CONNECTOR_STORAGE_LIMIT_BYTES";
+
+/// Refuses a data channel other than JSON lines on stdin, given the
+/// process environment as `var` (unset and empty variables are fine).
+///
+/// ```
+/// use destination_duckdb::config::check_data_channel;
+/// let env = |pairs: &'static [(&'static str, &'static str)]| {
+///     move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+/// };
+/// assert!(check_data_channel(env(&[])).is_ok());
+/// assert!(check_data_channel(env(&[("DATA_CHANNEL_MEDIUM", "STDIO"), ("DATA_CHANNEL_FORMAT", "JSONL")])).is_ok());
+/// assert!(check_data_channel(env(&[("DATA_CHANNEL_MEDIUM", "SOCKET")])).is_err());
+/// assert!(check_data_channel(env(&[("DATA_CHANNEL_FORMAT", "PROTOBUF")])).is_err());
+/// ```
+pub fn check_data_channel(var: impl Fn(&str) -> Option<String>) -> Result<(), Failure> {
+    let shown = |v: &str| v.chars().take(40).collect::<String>();
+    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    if let Some(medium) = set(DATA_CHANNEL_MEDIUM_ENV) {
+        if !medium.trim().eq_ignore_ascii_case("STDIO") {
+            return Err(Failure::config(format!(
+                "`{DATA_CHANNEL_MEDIUM_ENV}` is `{}`, but this connector reads records from stdin only \
+                 (`STDIO`); unset it or set it to `STDIO`",
+                shown(&medium)
+            )));
+        }
+    }
+    if let Some(format) = set(DATA_CHANNEL_FORMAT_ENV) {
+        if !format.trim().eq_ignore_ascii_case("JSONL") {
+            return Err(Failure::config(format!(
+                "`{DATA_CHANNEL_FORMAT_ENV}` is `{}`, but this connector reads JSON lines only \
+                 (`JSONL`); unset it or set it to `JSONL`",
+                shown(&format)
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Whether and how typed relations are kept over the raw tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::access;
 use crate::config::{Config, Target, DEFAULT_BATCH_MIB};
 use crate::duck::{DuckError, Instance, Session};
 use crate::error::{Failure, Storage};
@@ -290,8 +291,16 @@ fn claim(path: &Path, label: &str, wait: &Wait, purpose: Purpose) -> Result<Clai
     inspect_existing(path, label)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    access::unwritable_hint(path)
+                        .map(|h| format!(". {h}"))
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            };
             Failure::config(format!(
-                "cannot create the folder `{}` for the database: {e}",
+                "cannot create the folder `{}` for the database: {e}{hint}",
                 parent.display()
             ))
         })?;
@@ -426,9 +435,12 @@ fn settings_failure(e: DuckError) -> anyhow::Error {
 /// The file or the files beside it cannot be written: the same failure
 /// whether DuckDB found out when attaching or at a later commit.
 fn unwritable(label: &str) -> Failure {
+    let hint = access::unwritable_hint(Path::new(label))
+        .map(|h| format!(". {h}"))
+        .unwrap_or_default();
     Failure::config(format!(
         "cannot write the database `{label}` or the files beside it (`.wal`, `.tmp`, `.writer.lock`): \
-         permission denied, read-only location, or a folder in the way"
+         permission denied, read-only location, or a folder in the way{hint}"
     ))
 }
 

@@ -3,6 +3,7 @@
 //! [`run`] is the whole program behind `main`, taking its input and output
 //! streams as arguments. The data path of `write` lives in [`pipeline`].
 
+pub mod access;
 pub mod catalog;
 pub mod cli;
 pub mod commands;

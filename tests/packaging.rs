@@ -64,6 +64,34 @@ fn dockerfile_matches_metadata_and_crate_version() {
         env.contains(&"DESTINATION_DUCKDB_LOCAL_ROOT=/local".to_string()),
         "{env:?}"
     );
-    // The binary the build stage produces is the one copied and run.
-    assert!(read("Dockerfile").contains("COPY --from=build /src/target/release/destination-duckdb /usr/local/bin/destination-duckdb"));
+    // The binary the build stage produces (stripped out of the cached
+    // target folder) is the one copied and run.
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains("strip -o /destination-duckdb target/release/destination-duckdb"));
+    assert!(dockerfile
+        .contains("COPY --from=build /destination-duckdb /usr/local/bin/destination-duckdb"));
+    // Airbyte's convention, numeric so that Kubernetes' runAsNonRoot can
+    // check it: uid and gid 1000, named airbyte.
+    assert_eq!(dockerfile_values("USER"), vec!["1000:1000".to_string()]);
+    assert!(dockerfile.contains("useradd --uid 1000 --gid 1000"));
+}
+
+/// The README's build command, which `.ci/run` takes from the README and
+/// runs, tags the image with the crate version.
+#[test]
+fn readme_build_command_tags_the_crate_version() {
+    let command = format!(
+        "DOCKER_BUILDKIT=1 docker build -t {}:{} .",
+        metadata("dockerRepository"),
+        env!("CARGO_PKG_VERSION")
+    );
+    let readme = read("README.md");
+    let builds: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.contains("docker build"))
+        .collect();
+    assert!(!builds.is_empty());
+    for line in builds {
+        assert!(line.contains(&command), "{line:?} is not {command:?}");
+    }
 }

@@ -16,6 +16,7 @@ mod dedup;
 mod destination_paths;
 mod differential;
 mod durability;
+mod environment;
 mod failed_sources;
 mod faults;
 mod hostile_names;

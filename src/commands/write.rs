@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::catalog::Catalog;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::database::{self, Purpose};
 use crate::duck::Session;
 use crate::emit::Emitter;
@@ -34,6 +34,15 @@ pub fn run<W: Write>(
     input: Box<dyn Read + Send>,
     out: &mut Emitter<W>,
 ) -> Result<()> {
+    config::check_data_channel(|name| std::env::var(name).ok())?;
+    if let Ok(limit) = std::env::var(config::STORAGE_LIMIT_ENV) {
+        tracing::debug!(
+            limit,
+            "{} is not applied: everything this connector writes is under destination_path, \
+             a mounted volume outside the pod's ephemeral storage",
+            config::STORAGE_LIMIT_ENV
+        );
+    }
     let config = Config::load(config_path)?;
     let catalog = Catalog::load(catalog_path, &config.schema)?;
     tracing::debug!(?config, streams = catalog.streams.len(), "starting write");
