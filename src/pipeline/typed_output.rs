@@ -1,4 +1,4 @@
-//! A sync's typed output, from start to finish, in one place: one [`Plan`]
+//! A sync's typed output, from start to finish, in one place: one `Plan`
 //! per stream and the steps the write path calls, in order.
 //!
 //! 1. [`TypedOutput::start`], once the raw tables exist. `views` and `off`:
@@ -6,8 +6,8 @@
 //!    while the records load (they do not depend on the records; binding a
 //!    large catalog's views takes seconds). `tables`: names and columns are
 //!    resolved, and each stream gets its plan: typed rows written as the
-//!    records arrive ([`Plan::Inline`], the table caught up first), or the
-//!    table refreshed from its raw table at the end ([`Plan::Refresh`]:
+//!    records arrive (`Plan::Inline`, the table caught up first), or the
+//!    table refreshed from its raw table at the end (`Plan::Refresh`:
 //!    overwrites, and deduplicated streams whose key or cursor is no plain
 //!    typed column). The inline streams' rows go to the typed-row writer.
 //! 2. Per record, [`TypedOutput::add`]; per commit of the raw rows,
