@@ -37,6 +37,8 @@ def main():
     ap.add_argument("--streams", type=int, default=200)
     ap.add_argument("--cycles", type=int, default=5)
     ap.add_argument("--batch", type=int, default=20, help="records per stream per cycle (default 20)")
+    ap.add_argument("--typed-output", choices=["views", "tables", "off"], default="views",
+                    help="the config's typed_output (default views, the connector's default)")
     ap.add_argument("--bin", default=str(bench.default_bin()))
     ap.add_argument("--reader", default=None, help="a Python with duckdb 1.4 to time a reader's open")
     ap.add_argument("--reuse", action="store_true", help="keep the database loaded by an earlier run")
@@ -44,11 +46,11 @@ def main():
 
     work = HERE / "out" / "release-cost"
     work.mkdir(parents=True, exist_ok=True)
-    db = work / f"n{args.records}-s{args.streams}.duckdb"
+    db = work / f"n{args.records}-s{args.streams}-{args.typed_output}.duckdb"
     msgs, cat, info = bench.ensure_input(HERE / "out", args.records, 42, 5_000, streams=args.streams)
     config = work / "config.json"
     config.write_text(json.dumps({"destination_path": str(db), "release_idle_seconds": 1,
-                                  "typed_output": "off"}))
+                                  "typed_output": args.typed_output}))
     if not (args.reuse and db.exists()):
         for suffix in ("", ".wal", ".writer.lock"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -118,7 +120,7 @@ def main():
             print(f"{name:<28} median {statistics.median(xs) * 1000:8.1f} ms  "
                   f"(min {min(xs) * 1000:.1f}, max {max(xs) * 1000:.1f}, n={len(xs)})")
 
-    print(f"database: {info['records']:,} records in {args.streams} streams, "
+    print(f"database: {info['records']:,} records in {args.streams} streams, typed_output {args.typed_output}, "
           f"{os.path.getsize(db) / (1 << 20):,.0f} MiB; {args.batch} records per stream per cycle")
     show("release (checkpoint+close)", released)
     show("reopen (attach)", reopened)
