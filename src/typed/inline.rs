@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use super::coverage::{Coverage, Extent, Verdict};
 use super::refresh::{create_empty, materialise, merge, present};
 use super::registry::{record, relation, tombstones, Materialized, Typed};
-use super::sql::Query;
+use super::sql::{Query, INCOMING, STORED};
 use super::types::{Column, META_COLUMNS};
 use crate::catalog::{Stream, WriteMode};
 use crate::duck::Session;
@@ -223,11 +223,11 @@ fn merge_staged(session: &Session, s: &Stream, t: &Typed) -> Result<()> {
     let (rel, tombs) = (relation(s, t), tombstones(s, t));
     let out = q.output_columns();
     let keys = q.key_columns();
-    let same_key = q.same_key("n", "o");
+    let same_key = q.same_key();
     let clash = format!(
         "SELECT EXISTS (SELECT 1 FROM {staged} GROUP BY {k} HAVING count(*) > 1) \
-         OR EXISTS (SELECT 1 FROM {rel} o WHERE EXISTS (SELECT 1 FROM {staged} n WHERE {same_key})) \
-         OR EXISTS (SELECT 1 FROM {tombs} o WHERE EXISTS (SELECT 1 FROM {staged} n WHERE {same_key}))",
+         OR EXISTS (SELECT 1 FROM {rel} {STORED} WHERE EXISTS (SELECT 1 FROM {staged} {INCOMING} WHERE {same_key})) \
+         OR EXISTS (SELECT 1 FROM {tombs} {STORED} WHERE EXISTS (SELECT 1 FROM {staged} {INCOMING} WHERE {same_key}))",
         k = keys.join(", ")
     );
     if session.query_row(&clash)?.bool(0) == Some(false) {

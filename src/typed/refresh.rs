@@ -11,7 +11,7 @@ use super::coverage::{Extent, Verdict};
 use super::registry::{
     drop_existing, in_transaction, record, relation, tombstones, Materialized, Typed,
 };
-use super::sql::Query;
+use super::sql::{Query, INCOMING, STORED};
 use super::types::META_COLUMNS;
 use crate::catalog::Stream;
 use crate::duck::Session;
@@ -150,23 +150,23 @@ pub(super) fn merge(
     let work_all = Work::All.qualified();
     let out = q.output_columns();
     let keys = q.key_columns();
-    let same_key = q.same_key("n", "t");
+    let same_key = q.same_key();
     let key_aliases = keys
         .iter()
         .enumerate()
         .map(|(i, k)| format!("{k} AS _airbyte_k{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let matching = format!("EXISTS (SELECT 1 FROM {work_new} n WHERE {same_key})");
+    let matching = format!("EXISTS (SELECT 1 FROM {work_new} {INCOMING} WHERE {same_key})");
     session.execute(&format!(
         "CREATE OR REPLACE TABLE {work_new} AS SELECT {out}, _airbyte_deleted, \
          _airbyte_raw_rowid AS _airbyte_seq FROM ({rows}); \
          CREATE OR REPLACE TABLE {work_all} AS \
          SELECT {out}, _airbyte_deleted, _airbyte_seq FROM {work_new} UNION ALL \
-         SELECT {out}, false, -1 FROM {rel} t WHERE {matching} UNION ALL \
-         SELECT {out}, true, -1 FROM {tombs} t WHERE {matching}; \
-         DELETE FROM {rel} t WHERE {matching}; \
-         DELETE FROM {tombs} t WHERE {matching}"
+         SELECT {out}, false, -1 FROM {rel} {STORED} WHERE {matching} UNION ALL \
+         SELECT {out}, true, -1 FROM {tombs} {STORED} WHERE {matching}; \
+         DELETE FROM {rel} {STORED} WHERE {matching}; \
+         DELETE FROM {tombs} {STORED} WHERE {matching}"
     ))?;
     let latest = q.latest(
         &format!(
