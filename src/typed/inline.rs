@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use anyhow::{Context, Result};
 
 use super::coverage::{Coverage, Extent, Verdict};
-use super::refresh::{create_empty, materialise, merge, present};
+use super::refresh::{create_empty, intact, materialise, merge};
 use super::registry::{record, relation, tombstones, Materialized, Typed};
 use super::sql::{Query, INCOMING, STORED};
 use super::types::{Column, META_COLUMNS};
@@ -99,7 +99,7 @@ pub fn catch_up(
 ) -> Result<()> {
     if let Materialized::Table { columns, coverage } = &t.materialized {
         if *columns == t.columns
-            && present(s, t, tables)
+            && intact(session, s, t, tables)?
             && coverage.verify(session, s)? == Verdict::Current
         {
             return Ok(());

@@ -16,7 +16,7 @@ use super::types::META_COLUMNS;
 use crate::catalog::Stream;
 use crate::duck::Session;
 use crate::internal::{self, Work};
-use crate::names::quote;
+use crate::names::{literal, qualified, quote, CATALOG};
 use crate::raw;
 
 /// Brings a stream's typed table up to date with its raw table: new raw
@@ -42,8 +42,8 @@ pub fn materialise(
         let verdict = match &next.materialized {
             Materialized::Table { columns, coverage }
                 if *columns == next.columns
-                    && present(s, &next, tables)
-                    && (!s.dedup || q.keys_are_columns()) =>
+                    && (!s.dedup || q.keys_are_columns())
+                    && intact(session, s, &next, tables)? =>
             {
                 coverage.verify(session, s)?
             }
@@ -123,15 +123,55 @@ pub(super) fn create_empty(session: &Session, s: &Stream, t: &mut Typed) -> Resu
     Ok(())
 }
 
-/// Whether the table (and for dedup, its tombstones) is still in the
-/// database: one dropped by hand is rebuilt.
-pub(super) fn present(s: &Stream, t: &Typed, tables: &HashSet<(String, String)>) -> bool {
-    tables.contains(&(s.schema.to_lowercase(), t.name.to_lowercase()))
-        && (!s.dedup
-            || tables.contains(&(
-                internal::SCHEMA.to_string(),
-                internal::tombstones(&s.schema, &t.name).to_lowercase(),
-            )))
+/// Whether the typed table (and for dedup, its tombstones) is in the
+/// database as this connector made it: there, with the columns (names,
+/// order and types) the stream's typed columns give. One dropped or
+/// altered by hand (a column renamed, dropped, added or retyped) is
+/// rebuilt from the raw rows, where appending or merging into it would fail
+/// every sync or keep what the hand edit did.
+pub(super) fn intact(
+    session: &Session,
+    s: &Stream,
+    t: &Typed,
+    tables: &HashSet<(String, String)>,
+) -> Result<bool> {
+    let mut relations = vec![(s.schema.clone(), t.name.clone())];
+    if s.dedup {
+        relations.push((
+            internal::SCHEMA.to_string(),
+            internal::tombstones(&s.schema, &t.name),
+        ));
+    }
+    let want: Vec<(String, String)> = META_COLUMNS
+        .iter()
+        .map(|c| (*c, raw::column_type(c).expect("a raw column")))
+        .chain(t.columns.iter().map(|c| (c.name.as_str(), c.ty.sql())))
+        .map(|(name, ty)| (name.to_string(), ty.to_string()))
+        .collect();
+    for (schema, name) in relations {
+        if !tables.contains(&(schema.to_lowercase(), name.to_lowercase())) {
+            return Ok(false);
+        }
+        let have: Vec<(String, String)> = session
+            .query(&format!(
+                "SELECT column_name, data_type FROM duckdb_columns() \
+                 WHERE database_name = '{CATALOG}' AND lower(schema_name) = lower({}) \
+                 AND lower(table_name) = lower({}) ORDER BY column_index",
+                literal(&schema),
+                literal(&name)
+            ))?
+            .into_iter()
+            .filter_map(|row| match &row[..] {
+                [Some(name), Some(ty)] => Some((name.clone(), ty.clone())),
+                _ => None,
+            })
+            .collect();
+        if have != want {
+            tracing::info!(stream = %s.label(), table = %qualified(&schema, &name), "the typed table's columns are not the ones it was made with; it is rebuilt");
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Merges new typed `rows` (the output columns, `_airbyte_deleted` and
