@@ -20,6 +20,7 @@ use crate::access;
 use crate::config::{Config, Target, DEFAULT_BATCH_MIB};
 use crate::duck::{DuckError, Instance, Session};
 use crate::error::{Failure, Storage};
+use crate::internal;
 use crate::lock::{Blocked, Wait, WriterLock};
 use crate::names::literal;
 pub use crate::names::CATALOG;
@@ -76,6 +77,11 @@ pub struct Attachment {
     identity: FileIdentity,
 }
 
+/// What a sync left in the database file when it let go of it (see
+/// [`Attachment::release`]).
+#[derive(Debug)]
+pub struct Released(String);
+
 /// Which file a path named (device and inode), to notice one moved,
 /// replaced or deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,19 +102,35 @@ impl FileIdentity {
 }
 
 impl Attachment {
-    /// Checkpoints the database and detaches it: the file is closed, and
-    /// other processes can open it. Call with no transaction open.
-    pub fn release(&self, session: &Session) -> Result<()> {
+    /// Leaves a new mark in the database ([`internal::RELEASE_MARK`]),
+    /// checkpoints it and detaches it: the file is closed, and other
+    /// processes can open it. Call with no transaction open. Returns the
+    /// mark, which [`Attachment::reacquire`] must find again.
+    pub fn release(&self, session: &Session) -> Result<Released> {
+        let mark = internal::qualified(internal::RELEASE_MARK);
+        let txn = session.begin()?;
+        session.execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {mark} (mark VARCHAR); DELETE FROM {mark}; \
+             INSERT INTO {mark} SELECT uuid()::VARCHAR"
+        ))?;
+        let left = Released(
+            session
+                .query_value(&format!("SELECT mark FROM {mark}"))?
+                .context("the release mark just written")?,
+        );
+        txn.commit()?;
         session
             .execute(&format!("CHECKPOINT {CATALOG}; DETACH {CATALOG}"))
-            .with_context(|| format!("letting go of the database `{}`", self.label))
+            .with_context(|| format!("letting go of the database `{}`", self.label))?;
+        Ok(left)
     }
 
     /// Attaches the file again, waiting while another process holds it.
     /// The file must be the one let go of: DuckDB would make a new, empty
     /// database where one was moved away or deleted, and the sync would
-    /// then write its rows there.
-    pub fn reacquire(&self, session: &Session) -> Result<()> {
+    /// then write its rows there; and it must hold the mark the sync left
+    /// (`left`), which a copy put back in its place does not.
+    pub fn reacquire(&self, session: &Session, left: &Released) -> Result<()> {
         self.same_file()?;
         self.wait
             .attach(session, &self.attach, &self.label)
@@ -124,7 +146,26 @@ impl Attachment {
             })?;
         // Also after: a file made at the path in between is not ours.
         self.same_file()?;
-        verify_attached(session, &self.label)
+        verify_attached(session, &self.label)?;
+        let mark = internal::qualified(internal::RELEASE_MARK);
+        let found = session
+            .query_value(&format!("SELECT max(mark) FROM {mark}"))
+            .ok()
+            .flatten();
+        if found.as_deref() != Some(left.0.as_str()) {
+            // Not left attached: nothing may be written to this file.
+            let _ = session.execute(&format!("DETACH {CATALOG}"));
+            return Err(Failure::config(format!(
+                "the database `{}` is not the file this sync let go of (between commits, while \
+                 the input was idle): it was replaced by a copy or rewritten by another program. \
+                 The sync stops rather than write into it. Rows the echoed states covered may be \
+                 missing from it: if an older copy was put back, reset the connection (a full \
+                 refresh) or restore the newer file",
+                self.label
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     fn same_file(&self) -> Result<()> {

@@ -34,6 +34,10 @@ pub const STAGING_PREFIX: &str = "_airbyte_tmp_raw_";
 pub const STREAM_TABLES: &str = "stream_tables";
 /// Each stream's typed relation, its columns and refresh watermark.
 pub const TYPED_RELATIONS: &str = "typed_relations";
+/// The mark a sync leaves in the file each time it lets go of it (one row,
+/// a new UUID each time): taking the file back, it must find its own mark,
+/// so that a file put back from an older copy is noticed.
+pub const RELEASE_MARK: &str = "release_mark";
 
 /// The macro of a typing rule (`typed::sql`'s `Rule`; `rule` is its name
 /// and version), fully qualified: `typed_<rule>`. Macros and tables are

@@ -495,6 +495,52 @@ fn a_database_moved_while_let_go_of_stops_the_sync() {
     assert_eq!(n, 10);
 }
 
+/// An older copy of the database put back in its place while the sync had
+/// let go of it (over the file, so the path keeps its inode, or after
+/// deleting it) is noticed: the sync stops with an error that says so and
+/// writes nothing into the copy.
+#[test]
+fn a_copy_put_back_while_let_go_of_stops_the_sync() {
+    for how in ["copied over", "deleted, then copied"] {
+        let h = harness(json!({}));
+        h.write_catalog(&catalog_of(&[("s", None)], "append"));
+        h.write(batch("s", "first", 3, 1).as_bytes()).assert_ok();
+        let copy = h.path("copy.duckdb");
+        std::fs::copy(h.db_path(), &copy).unwrap();
+        let mut live = h.spawn_write();
+        live.send(&batch("s", "acked", 10, 2));
+        live.next_state();
+        assert!(live.wait_for_log(RELEASED), "{how}");
+        if how != "copied over" {
+            std::fs::remove_file(h.db_path()).unwrap();
+        }
+        std::fs::copy(&copy, h.db_path()).unwrap();
+        live.send(&batch("s", "late", 5, 3));
+        live.close_stdin();
+        assert!(!live.child.wait().unwrap().success(), "{how}");
+        let rest: Vec<Value> = live
+            .rest_of_stdout()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let (kind, message) = trace_error(&rest);
+        assert_eq!(kind, "config_error", "{how}: {message}");
+        assert!(
+            message.contains("not the file this sync let go of"),
+            "{how}: {message}"
+        );
+        assert!(
+            !rest.iter().any(|m| m["type"] == "STATE"),
+            "{how}: no state echoed for rows written into the copy"
+        );
+        assert_eq!(
+            h.count("main._airbyte_raw_s"),
+            3,
+            "{how}: the copy as it was"
+        );
+    }
+}
+
 /// Another user who may write the database and its folder may take the
 /// writers' lock too, though the lock file is someone else's and read-only
 /// to them; `check` says the same as `write`.

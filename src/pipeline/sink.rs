@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use super::typed_output::TypedOutput;
 use super::unflushed::{Flush, FlushLimits, Unflushed};
 use crate::catalog::{Catalog, Stream, WriteMode};
-use crate::database::{Attachment, CATALOG};
+use crate::database::{Attachment, Released, CATALOG};
 use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::internal::{self, RawOf};
@@ -81,8 +81,9 @@ pub struct Sink<'scope, 's> {
     /// How to let go of the database file while the input is idle, and
     /// attach it again (None: never let go, as for MotherDuck).
     attachment: Option<Attachment>,
-    /// The file is let go of: it is attached again before the next write.
-    released: bool,
+    /// The file is let go of (and what the sync left in it): it is
+    /// attached again before the next write.
+    released: Option<Released>,
     /// Appended bytes not yet handed to the transaction, per table.
     unflushed: Unflushed,
     /// Rows per row group of the database's tables
@@ -164,7 +165,7 @@ impl<'scope, 's> Sink<'scope, 's> {
             typed,
             unflushed,
             attachment,
-            released: false,
+            released: None,
         }
     }
 
@@ -184,7 +185,7 @@ impl<'scope, 's> Sink<'scope, 's> {
     /// committed rows (if one cannot be, the file is kept). Does nothing if
     /// the file cannot be let go of (MotherDuck) or already is.
     pub fn release(&mut self) -> Result<()> {
-        if self.txn.is_some() || self.released || self.attachment.is_none() {
+        if self.txn.is_some() || self.released.is_some() || self.attachment.is_none() {
             return Ok(());
         }
         // Nothing else may use the database while it is let go of: the
@@ -200,11 +201,13 @@ impl<'scope, 's> Sink<'scope, 's> {
         // the file (still attached: the checkpoint or the detach did not
         // happen) and goes on; a storage that truly failed fails the next
         // write, as it would have anyway.
-        if let Err(e) = attachment.release(self.session) {
-            tracing::warn!("keeping the database file open: {e:#}");
-            return Ok(());
+        match attachment.release(self.session) {
+            Ok(left) => self.released = Some(left),
+            Err(e) => {
+                tracing::warn!("keeping the database file open: {e:#}");
+                return Ok(());
+            }
         }
-        self.released = true;
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
             "the input is idle: the database file is let go of until records come"
@@ -214,10 +217,10 @@ impl<'scope, 's> Sink<'scope, 's> {
 
     /// Attaches the database file again if it was let go of.
     fn attached(&mut self) -> Result<()> {
-        if let Some(attachment) = self.attachment.as_ref().filter(|_| self.released) {
+        if let (Some(attachment), Some(left)) = (self.attachment.as_ref(), self.released.as_ref()) {
             let started = std::time::Instant::now();
-            attachment.reacquire(self.session)?;
-            self.released = false;
+            attachment.reacquire(self.session, left)?;
+            self.released = None;
             tracing::info!(
                 seconds = started.elapsed().as_secs_f64(),
                 "records came: the database file is open again"
