@@ -121,8 +121,9 @@ fn locked(label: &str, holder: &str, waited: Duration, wait: &Wait) -> Failure {
     };
     Failure::transient(format!(
         "the database `{label}` is open in {holder}, which keeps writers out ({why}); \
-         close it there, or open it read-only between syncs (see the README, \
-         \"Reading the file during a sync\"), and retry"
+         close it there and retry. A read-only connection keeps writers out too \
+         while it is open: connect for as long as a query takes (see the README, \
+         \"Reading the file during a sync\")"
     ))
 }
 
