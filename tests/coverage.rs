@@ -173,6 +173,17 @@ fn a_refresh_cut_off_after_its_swap_leaves_no_drift() {
                 assert!(!live.child.wait().unwrap().success(), "a bad line fails");
             }
         }
+        // Cut off between the swap and the rebuild: the typed table went
+        // with the old rows, none of which it may keep.
+        let typed_tables = h.strings(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'a'",
+        );
+        if !typed_tables.is_empty() {
+            let orphans = h.count(
+                "main.a WHERE _airbyte_ab_id NOT IN (SELECT _airbyte_ab_id FROM main._airbyte_raw_a)",
+            );
+            assert_eq!(orphans, 0, "{cut}: typed rows whose raw rows are gone");
+        }
 
         h.write_catalog(&catalog(&[("a", Mode::Append)], 2));
         for _ in 0..2 {

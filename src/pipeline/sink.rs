@@ -448,12 +448,15 @@ impl<'scope, 's> Sink<'scope, 's> {
         // that covered the old rows no longer claims to cover these.
         let rewrite = internal::count_rewrites(&[RawOf::new(&s.namespace, &s.name, &s.schema)])
             .expect("one stream");
+        // The typed table goes with the rows it was typed from (rebuilt
+        // from the new ones at the end, or at the next chance).
+        let typed = self.typed.swap_sql(stream);
         let swap = || -> Result<(), crate::duck::DuckError> {
             let txn = self.session.begin()?;
             self.session.execute(&format!(
                 "DELETE FROM {live}; \
                  INSERT INTO {live} ({columns}) SELECT {columns} FROM {staging}; \
-                 DROP TABLE {staging}; {rewrite}"
+                 DROP TABLE {staging}; {rewrite}; {typed}"
             ))?;
             txn.commit()
         };

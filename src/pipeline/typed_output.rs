@@ -150,6 +150,16 @@ impl TypedOutput<'_, '_> {
         }
     }
 
+    /// SQL to run in the transaction that replaces stream `stream`'s raw
+    /// rows (an overwrite's swap): drops its typed table, if it has one,
+    /// so that it never holds rows the raw table no longer has.
+    pub fn swap_sql(&self, stream: usize) -> String {
+        match (self.catalog.streams.get(stream), self.plans.get(stream)) {
+            (Some(s), Some(plan)) => typed::dropped_with_raw_rows(s, plan.typed()),
+            _ => String::new(),
+        }
+    }
+
     /// Step 2: stream `stream`'s raw rows were replaced (an overwrite's
     /// swap): its typed table is behind until it is rebuilt.
     pub fn raw_replaced(&mut self, stream: usize) {

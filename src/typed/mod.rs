@@ -64,5 +64,5 @@ pub use inline::{
 };
 pub use prepare::prepare;
 pub use refresh::materialise;
-pub use registry::Typed;
+pub use registry::{dropped_with_raw_rows, Typed};
 pub use types::{column_type, merge_columns, schema_properties, ColType, Column};

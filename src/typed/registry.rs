@@ -182,6 +182,23 @@ pub(super) fn relation(s: &Stream, t: &Typed) -> String {
     qualified(&s.schema, &t.name)
 }
 
+/// SQL for the transaction that replaces stream `s`'s raw rows (an
+/// overwrite's swap): its typed table and tombstones are dropped with the
+/// rows they were typed from, so that no typed row outlives its raw row if
+/// the sync is cut off before the table is rebuilt (the next chance
+/// rebuilds it: a missing table is never current). Empty unless the typed
+/// relation is a table.
+pub fn dropped_with_raw_rows(s: &Stream, t: &Typed) -> String {
+    match t.materialized {
+        Materialized::Table { .. } => format!(
+            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
+            relation(s, t),
+            tombstones(s, t)
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Where a materialised dedup table keeps the keys whose latest row is a
 /// CDC delete (that row, typed), so that a later row only brings a key back
 /// if it beats the delete.
