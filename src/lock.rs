@@ -220,11 +220,21 @@ impl LockFile {
     fn open(path: &Path, unwritable: &impl Fn(std::io::Error) -> Failure) -> Result<LockFile> {
         use std::os::unix::fs::OpenOptionsExt;
         let shown = path.display().to_string();
+        let not_regular = || -> anyhow::Error {
+            Failure::config(format!(
+                "`{shown}` is not a regular file (a link, a folder, a FIFO?): this connector keeps \
+                 its writers' lock there; move it away"
+            ))
+            .into()
+        };
+        let is_regular = || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
         let refused = |e: std::io::Error| -> anyhow::Error {
             match e.kind() {
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
                     unwritable(e).into()
                 }
+                // A dangling link, say: say what is there, not what it pointed to.
+                _ if std::fs::symlink_metadata(path).is_ok() && !is_regular() => not_regular(),
                 _ => Failure::config(format!(
                     "cannot open `{shown}`, the lock that keeps two syncs of this database apart: {e}"
                 ))
@@ -263,11 +273,7 @@ impl LockFile {
         // What was opened must be the regular file at the path itself, not
         // what a link there points to.
         if !opened.is_at(path) {
-            return Err(Failure::config(format!(
-                "`{shown}` is not a regular file (a link, a folder, a FIFO?): this connector keeps \
-                 its writers' lock there; move it away"
-            ))
-            .into());
+            return Err(not_regular());
         }
         Ok(opened)
     }
