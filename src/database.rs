@@ -11,6 +11,7 @@
 //! data vanishes at exit; a FIFO blocks the open), so the path is looked at
 //! before DuckDB sees it, and the attached database is checked afterwards.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -30,13 +31,42 @@ pub use crate::names::CATALOG;
 const MAGIC: &[u8; 4] = b"DUCK";
 const MAGIC_OFFSET: usize = 8;
 
-/// Every table of the destination, (schema, table) in lowercase. Read it
-/// once where it is needed for many streams: duckdb_tables() walks the
-/// whole catalog at each call.
-pub fn existing_tables(session: &Session) -> Result<std::collections::HashSet<(String, String)>> {
-    Ok(session.query_pairs(&format!(
-        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() WHERE database_name = '{CATALOG}'"
-    ))?)
+/// Every table of the destination, with its columns. Read it once where it
+/// is needed for many streams: duckdb_columns() walks the whole catalog at
+/// each call, however it is filtered.
+pub fn existing_tables(session: &Session) -> Result<Tables> {
+    let mut tables: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
+    for row in session.query(&format!(
+        "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() \
+         WHERE database_name = '{CATALOG}' ORDER BY schema_name, table_name, column_index"
+    ))? {
+        if let [Some(schema), Some(table), Some(column), Some(ty)] = &row[..] {
+            tables
+                .entry((schema.to_lowercase(), table.to_lowercase()))
+                .or_default()
+                .push((column.clone(), ty.clone()));
+        }
+    }
+    Ok(Tables(tables))
+}
+
+/// The tables of the destination as [`existing_tables`] read them: keyed
+/// by (schema, table) in lowercase, each with its columns (name and type
+/// as DuckDB names it, in order).
+pub struct Tables(HashMap<(String, String), Vec<(String, String)>>);
+
+impl Tables {
+    /// Whether the table (schema, table), in lowercase, is there.
+    pub fn contains(&self, key: &(String, String)) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// The columns of table `table` in `schema` (any case), if it is there.
+    pub fn columns(&self, schema: &str, table: &str) -> Option<&[(String, String)]> {
+        self.0
+            .get(&(schema.to_lowercase(), table.to_lowercase()))
+            .map(Vec::as_slice)
+    }
 }
 
 /// An open destination database.
@@ -147,11 +177,21 @@ impl Attachment {
         // Also after: a file made at the path in between is not ours.
         self.same_file()?;
         verify_attached(session, &self.label)?;
-        let mark = internal::qualified(internal::RELEASE_MARK);
-        let found = session
-            .query_value(&format!("SELECT max(mark) FROM {mark}"))
-            .ok()
-            .flatten();
+        let marked = session
+            .query_row(&format!(
+                "SELECT count(*) > 0 FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
+                 AND schema_name = {} AND table_name = {}",
+                literal(internal::SCHEMA),
+                literal(internal::RELEASE_MARK)
+            ))?
+            .bool(0)
+            == Some(true);
+        let found = if marked {
+            let mark = internal::qualified(internal::RELEASE_MARK);
+            session.query_value(&format!("SELECT max(mark) FROM {mark}"))?
+        } else {
+            None
+        };
         if found.as_deref() != Some(left.0.as_str()) {
             // Not left attached: nothing may be written to this file.
             let _ = session.execute(&format!("DETACH {CATALOG}"));

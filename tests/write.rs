@@ -516,6 +516,40 @@ fn official_connector_tables_are_adopted() {
     assert_eq!(rows[1][1].as_deref(), Some(r#"{"new":true}"#));
 }
 
+/// With `typed_output: tables`, a table adopted from the official connector
+/// (its `_airbyte_emitted_at` a TIMESTAMP) and one made here are typed
+/// once; later syncs append to the typed tables rather than rebuild them.
+#[test]
+fn adopted_and_own_typed_tables_are_built_once() {
+    let h = Harness::new();
+    h.write_config(
+        json!({"destination_path": h.db_path().to_str().unwrap(), "typed_output": "tables"}),
+    );
+    {
+        let conn = duckdb::Connection::open(h.db_path()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE main._airbyte_raw_s (_airbyte_ab_id TEXT PRIMARY KEY, _airbyte_emitted_at TIMESTAMP, _airbyte_data JSON);
+             INSERT INTO main._airbyte_raw_s VALUES ('old-id', TIMESTAMP '2020-01-01 00:00:00', '{\"old\":true}');",
+        )
+        .unwrap();
+    }
+    h.write_catalog(&catalog_of(&[("s", None), ("t", None)], "append"));
+    for n in 0..3 {
+        let input = [
+            record("s", 1000, r#"{"new":true}"#),
+            record("t", 1000, r#"{"new":true}"#),
+            global_state(n),
+        ];
+        let run = h.write(lines(&input).as_bytes());
+        run.assert_ok();
+        if n > 0 {
+            assert!(!run.stderr.contains("rebuilt"), "sync {n}: {}", run.stderr);
+        }
+    }
+    assert_eq!(h.count("main.s"), 4);
+    assert_eq!(h.count("main.t"), 3);
+}
+
 #[test]
 fn write_to_a_locked_database_is_a_transient_error() {
     let h = Harness::new();

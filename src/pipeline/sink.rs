@@ -8,7 +8,6 @@
 //! table's contents in a transaction of their own when it completes
 //! ([`Sink::finish_truncate`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -16,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use super::typed_output::TypedOutput;
 use super::unflushed::{Flush, FlushLimits, Unflushed};
 use crate::catalog::{Catalog, Stream, WriteMode};
-use crate::database::{Attachment, Released, CATALOG};
+use crate::database::{Attachment, Released, Tables, CATALOG};
 use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::internal::{self, RawOf};
@@ -450,7 +449,7 @@ impl<'scope, 's> Sink<'scope, 's> {
             .expect("one stream");
         // The typed table goes with the rows it was typed from (rebuilt
         // from the new ones at the end, or at the next chance).
-        let typed = self.typed.swap_sql(stream);
+        let typed = self.typed.swap_sql(stream)?;
         let swap = || -> Result<(), crate::duck::DuckError> {
             let txn = self.session.begin()?;
             self.session.execute(&format!(
@@ -470,11 +469,7 @@ impl<'scope, 's> Sink<'scope, 's> {
 
 /// Makes stream `s`'s raw table (and staging table) ready; true when its
 /// raw rows are not what they were (the table was made or adopted).
-fn prepare_stream(
-    session: &Session,
-    s: &Stream,
-    existing: &HashSet<(String, String)>,
-) -> Result<bool> {
+fn prepare_stream(session: &Session, s: &Stream, existing: &Tables) -> Result<bool> {
     let made = !existing.contains(&(s.schema.to_lowercase(), s.table.to_lowercase()));
     session.execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {}",

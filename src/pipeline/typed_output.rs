@@ -22,7 +22,6 @@
 //! rows are committed: they are given up, and their tables are rebuilt from
 //! the raw rows at the end (the raw table is the source of truth).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
@@ -32,8 +31,9 @@ use anyhow::{anyhow, Context, Result};
 use super::typed_writer::TypedWriter;
 use crate::catalog::{Catalog, Stream};
 use crate::config::TypedOutput as Mode;
-use crate::database;
+use crate::database::{self, Tables};
 use crate::duck::{Instance, Session};
+use crate::names::{literal, qualified};
 use crate::typed::{self, Inline, Typed};
 
 /// What the sync does with one stream's typed table (`typed_output:
@@ -151,13 +151,32 @@ impl TypedOutput<'_, '_> {
     }
 
     /// SQL to run in the transaction that replaces stream `stream`'s raw
-    /// rows (an overwrite's swap): drops its typed table, if it has one,
-    /// so that it never holds rows the raw table no longer has.
-    pub fn swap_sql(&self, stream: usize) -> String {
-        match (self.catalog.streams.get(stream), self.plans.get(stream)) {
-            (Some(s), Some(plan)) => typed::dropped_with_raw_rows(s, plan.typed()),
-            _ => String::new(),
+    /// rows (an overwrite's swap): drops its typed table and tombstones,
+    /// those that are tables (not a view someone made there), so that they
+    /// never hold rows the raw table no longer has.
+    pub fn swap_sql(&self, stream: usize) -> Result<String> {
+        let (Some(s), Some(plan)) = (self.catalog.streams.get(stream), self.plans.get(stream))
+        else {
+            return Ok(String::new());
+        };
+        let mut sql = String::new();
+        for (schema, name) in typed::dropped_with_raw_rows(s, plan.typed()) {
+            let is_table = self
+                .session
+                .query_row(&format!(
+                    "SELECT count(*) > 0 FROM duckdb_tables() WHERE database_name = '{}' \
+                     AND lower(schema_name) = lower({}) AND lower(table_name) = lower({})",
+                    database::CATALOG,
+                    literal(&schema),
+                    literal(&name)
+                ))?
+                .bool(0)
+                == Some(true);
+            if is_table {
+                sql += &format!("DROP TABLE {};", qualified(&schema, &name));
+            }
         }
+        Ok(sql)
     }
 
     /// Step 2: stream `stream`'s raw rows were replaced (an overwrite's
@@ -305,7 +324,7 @@ impl Plan {
         &mut self,
         session: &Session,
         stream: &Stream,
-        tables: &HashSet<(String, String)>,
+        tables: &Tables,
     ) -> Result<&'static str> {
         match self {
             Plan::Inline { typed, inline } => typed::finish_inline(session, stream, typed, inline),

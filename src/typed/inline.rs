@@ -13,8 +13,6 @@
 //! Overwrite streams, and deduplicated streams whose key or cursor is no
 //! typed column, keep the refresh at the end of the sync (`refresh`).
 
-use std::collections::HashSet;
-
 use anyhow::{Context, Result};
 
 use super::coverage::{Coverage, Extent, Verdict};
@@ -23,6 +21,7 @@ use super::registry::{record, relation, tombstones, Materialized, Typed};
 use super::sql::{Query, INCOMING, STORED};
 use super::types::{Column, META_COLUMNS};
 use crate::catalog::{Stream, WriteMode};
+use crate::database::Tables;
 use crate::duck::Session;
 use crate::internal::{self, stream_key};
 use crate::names::{literal, qualified};
@@ -91,15 +90,10 @@ pub fn forget_coverage(t: &mut Typed) {
 /// as the end-of-sync refresh does (appending, merging or rebuilding), unless
 /// it already holds every raw row: of the current columns, a coverage that
 /// still matches the raw rows, and the table (and tombstones) still there.
-pub fn catch_up(
-    session: &Session,
-    s: &Stream,
-    t: &mut Typed,
-    tables: &HashSet<(String, String)>,
-) -> Result<()> {
+pub fn catch_up(session: &Session, s: &Stream, t: &mut Typed, tables: &Tables) -> Result<()> {
     if let Materialized::Table { columns, coverage } = &t.materialized {
         if *columns == t.columns
-            && intact(session, s, t, tables)?
+            && intact(s, t, tables)
             && coverage.verify(session, s)? == Verdict::Current
         {
             return Ok(());

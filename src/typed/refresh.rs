@@ -3,8 +3,6 @@
 //! that is safe, else rebuild the table whole. The raw table stays the
 //! source of truth, so a rebuild is always correct, only slower.
 
-use std::collections::HashSet;
-
 use anyhow::{Context, Result};
 
 use super::coverage::{Extent, Verdict};
@@ -14,9 +12,10 @@ use super::registry::{
 use super::sql::{Query, INCOMING, STORED};
 use super::types::META_COLUMNS;
 use crate::catalog::Stream;
+use crate::database::Tables;
 use crate::duck::Session;
 use crate::internal::{self, Work};
-use crate::names::{literal, qualified, quote, CATALOG};
+use crate::names::{qualified, quote};
 use crate::raw;
 
 /// Brings a stream's typed table up to date with its raw table: new raw
@@ -28,7 +27,7 @@ pub fn materialise(
     session: &Session,
     s: &Stream,
     t: &mut Typed,
-    tables: &HashSet<(String, String)>,
+    tables: &Tables,
 ) -> Result<&'static str> {
     let mut next = t.clone();
     let columns = next.columns.clone();
@@ -43,7 +42,7 @@ pub fn materialise(
             Materialized::Table { columns, coverage }
                 if *columns == next.columns
                     && (!s.dedup || q.keys_are_columns())
-                    && intact(session, s, &next, tables)? =>
+                    && intact(s, &next, tables) =>
             {
                 coverage.verify(session, s)?
             }
@@ -124,17 +123,14 @@ pub(super) fn create_empty(session: &Session, s: &Stream, t: &mut Typed) -> Resu
 }
 
 /// Whether the typed table (and for dedup, its tombstones) is in the
-/// database as this connector made it: there, with the columns (names,
-/// order and types) the stream's typed columns give. One dropped or
+/// database as this connector made it: there, with the columns the
+/// stream's typed columns give (names and order, and for typed columns
+/// their types; the metadata columns keep whatever type the raw table has,
+/// as one adopted from the official connector does). One dropped or
 /// altered by hand (a column renamed, dropped, added or retyped) is
 /// rebuilt from the raw rows, where appending or merging into it would fail
 /// every sync or keep what the hand edit did.
-pub(super) fn intact(
-    session: &Session,
-    s: &Stream,
-    t: &Typed,
-    tables: &HashSet<(String, String)>,
-) -> Result<bool> {
+pub(super) fn intact(s: &Stream, t: &Typed, tables: &Tables) -> bool {
     let mut relations = vec![(s.schema.clone(), t.name.clone())];
     if s.dedup {
         relations.push((
@@ -142,36 +138,28 @@ pub(super) fn intact(
             internal::tombstones(&s.schema, &t.name),
         ));
     }
-    let want: Vec<(String, String)> = META_COLUMNS
+    let want: Vec<(&str, Option<&str>)> = META_COLUMNS
         .iter()
-        .map(|c| (*c, raw::column_type(c).expect("a raw column")))
-        .chain(t.columns.iter().map(|c| (c.name.as_str(), c.ty.sql())))
-        .map(|(name, ty)| (name.to_string(), ty.to_string()))
+        .map(|c| (*c, None))
+        .chain(
+            t.columns
+                .iter()
+                .map(|c| (c.name.as_str(), Some(c.ty.sql()))),
+        )
         .collect();
-    for (schema, name) in relations {
-        if !tables.contains(&(schema.to_lowercase(), name.to_lowercase())) {
-            return Ok(false);
+    relations.iter().all(|(schema, name)| {
+        let Some(have) = tables.columns(schema, name) else {
+            return false;
+        };
+        let same = have.len() == want.len()
+            && have.iter().zip(&want).all(|((name, ty), (want_name, want_ty))| {
+                name == want_name && want_ty.is_none_or(|w| w == ty)
+            });
+        if !same {
+            tracing::info!(stream = %s.label(), table = %qualified(schema, name), "the typed table's columns are not the ones it was made with; it is rebuilt");
         }
-        let have: Vec<(String, String)> = session
-            .query(&format!(
-                "SELECT column_name, data_type FROM duckdb_columns() \
-                 WHERE database_name = '{CATALOG}' AND lower(schema_name) = lower({}) \
-                 AND lower(table_name) = lower({}) ORDER BY column_index",
-                literal(&schema),
-                literal(&name)
-            ))?
-            .into_iter()
-            .filter_map(|row| match &row[..] {
-                [Some(name), Some(ty)] => Some((name.clone(), ty.clone())),
-                _ => None,
-            })
-            .collect();
-        if have != want {
-            tracing::info!(stream = %s.label(), table = %qualified(&schema, &name), "the typed table's columns are not the ones it was made with; it is rebuilt");
-            return Ok(false);
-        }
-    }
-    Ok(true)
+        same
+    })
 }
 
 /// Merges new typed `rows` (the output columns, `_airbyte_deleted` and

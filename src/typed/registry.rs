@@ -182,20 +182,21 @@ pub(super) fn relation(s: &Stream, t: &Typed) -> String {
     qualified(&s.schema, &t.name)
 }
 
-/// SQL for the transaction that replaces stream `s`'s raw rows (an
-/// overwrite's swap): its typed table and tombstones are dropped with the
-/// rows they were typed from, so that no typed row outlives its raw row if
-/// the sync is cut off before the table is rebuilt (the next chance
-/// rebuilds it: a missing table is never current). Empty unless the typed
-/// relation is a table.
-pub fn dropped_with_raw_rows(s: &Stream, t: &Typed) -> String {
+/// The tables that go with stream `s`'s raw rows when they are replaced
+/// (an overwrite's swap), as (schema, name): its typed table and
+/// tombstones, so that no typed row outlives its raw row if the sync is cut
+/// off before the table is rebuilt (the next chance rebuilds it: a missing
+/// table is never current). None unless the typed relation is a table.
+pub fn dropped_with_raw_rows(s: &Stream, t: &Typed) -> Vec<(String, String)> {
     match t.materialized {
-        Materialized::Table { .. } => format!(
-            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
-            relation(s, t),
-            tombstones(s, t)
-        ),
-        _ => String::new(),
+        Materialized::Table { .. } => vec![
+            (s.schema.clone(), t.name.clone()),
+            (
+                internal::SCHEMA.to_string(),
+                internal::tombstones(&s.schema, &t.name),
+            ),
+        ],
+        _ => Vec::new(),
     }
 }
 
