@@ -31,14 +31,16 @@ pub use crate::names::CATALOG;
 const MAGIC: &[u8; 4] = b"DUCK";
 const MAGIC_OFFSET: usize = 8;
 
-/// Every table of the destination, with its columns. Read it once where it
+/// Every table (not view) of the destination, with its columns. Read it once where it
 /// is needed for many streams: duckdb_columns() walks the whole catalog at
 /// each call, however it is filtered.
 pub fn existing_tables(session: &Session) -> Result<Tables> {
     let mut tables: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
     for row in session.query(&format!(
-        "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() \
-         WHERE database_name = '{CATALOG}' ORDER BY schema_name, table_name, column_index"
+        "SELECT c.schema_name, c.table_name, c.column_name, c.data_type \
+         FROM duckdb_columns() c JOIN duckdb_tables() t ON c.table_oid = t.table_oid \
+         WHERE c.database_name = '{CATALOG}' AND t.database_name = '{CATALOG}' \
+         ORDER BY c.schema_name, c.table_name, c.column_index"
     ))? {
         if let [Some(schema), Some(table), Some(column), Some(ty)] = &row[..] {
             tables
