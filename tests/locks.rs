@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::util::{catalog_of, global_state, lines, python_with_duckdb, record, Harness, Nobody};
+use crate::util::{
+    catalog_of, global_state, lines, python_with_duckdb, record, Harness, Live, Nobody,
+};
 
 const RELEASED: &str = "the database file is let go of";
 const WAITING: &str = "waiting for it";
@@ -177,6 +179,17 @@ fn a_sync_waits_for_readers_at_the_start_and_mid_sync() {
     );
 }
 
+/// Ends a sync that must fail: closes its input, waits for it, and
+/// returns the messages it wrote after those already read.
+fn fails(mut live: Live) -> Vec<Value> {
+    live.close_stdin();
+    assert!(!live.child.wait().unwrap().success(), "the sync fails");
+    live.rest_of_stdout()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The TRACE error of a run, as (failure_type, message).
 fn trace_error(messages: &[Value]) -> (String, String) {
     let e = messages
@@ -221,14 +234,7 @@ fn a_reader_past_the_timeout_fails_the_sync_with_a_transient_error() {
     let mut reader = Reader::start(&h, "main._airbyte_raw_s");
     assert_eq!(reader.holding(), 30);
     live.send(&batch("s", "lost", 7, 4));
-    live.close_stdin();
-    let status = live.child.wait().unwrap();
-    assert!(!status.success());
-    let rest: Vec<Value> = live
-        .rest_of_stdout()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rest = fails(live);
     assert!(
         rest.iter().all(|m| m["type"] != "STATE"),
         "no state after the failure"
@@ -475,14 +481,7 @@ fn a_database_moved_while_let_go_of_stops_the_sync() {
     let moved = h.path("moved.duckdb");
     std::fs::rename(h.db_path(), &moved).unwrap();
     live.send(&batch("s", "late", 5, 2));
-    live.close_stdin();
-    let status = live.child.wait().unwrap();
-    assert!(!status.success());
-    let rest: Vec<Value> = live
-        .rest_of_stdout()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rest = fails(live);
     let (kind, message) = trace_error(&rest);
     assert_eq!(kind, "config_error", "{message}");
     assert!(message.contains("moved, replaced or deleted"), "{message}");
@@ -516,13 +515,7 @@ fn a_copy_put_back_while_let_go_of_stops_the_sync() {
         }
         std::fs::copy(&copy, h.db_path()).unwrap();
         live.send(&batch("s", "late", 5, 3));
-        live.close_stdin();
-        assert!(!live.child.wait().unwrap().success(), "{how}");
-        let rest: Vec<Value> = live
-            .rest_of_stdout()
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let rest = fails(live);
         let (kind, message) = trace_error(&rest);
         assert_eq!(kind, "config_error", "{how}: {message}");
         // Deleted first, the copy may or may not get the old inode back:
