@@ -1095,11 +1095,20 @@ const SHAPES: &[(&str, [&str; 7])] = &[
     ("92233720368547758070e-1", ["-", "9223372036854775807", "-", "-", "-", "-", "9.223372036854776e18"]),
 ];
 
-const SHAPE_COLUMNS: [&str; 7] = ["d", "i", "t", "ts", "ttz", "tz", "x"];
+/// The columns [`SHAPES`] gives a cell for, with their types.
+const SHAPE_COLUMNS: [(&str, &str); 7] = [
+    ("d", "DATE"),
+    ("i", "BIGINT"),
+    ("t", "TIME"),
+    ("ts", "TIMESTAMP"),
+    ("ttz", "TIME WITH TIME ZONE"),
+    ("tz", "TIMESTAMP WITH TIME ZONE"),
+    ("x", "DOUBLE"),
+];
 
 /// A row of [`SHAPES`] as the cells [`assert_typed`] expects.
 fn shape_cells(cells: &[&str; 7]) -> [Option<Cell>; 7] {
-    std::array::from_fn(|k| match (SHAPE_COLUMNS[k], cells[k]) {
+    std::array::from_fn(|k| match (SHAPE_COLUMNS[k].0, cells[k]) {
         (_, "-") => None,
         ("i", v) => Some(i(v.parse().expect("an integer"))),
         ("x", v) => Some(n(v.parse().expect("a number"))),
@@ -1127,19 +1136,19 @@ fn every_accepted_text_shape() {
             "x": {"type": "number"},
         }),
     );
-    const COLUMNS: [&str; 7] = SHAPE_COLUMNS;
+    let columns = SHAPE_COLUMNS.map(|(name, _)| name);
     let cases: Vec<(&str, [Option<Cell>; 7])> = SHAPES
         .iter()
         .map(|(v, cells)| (*v, shape_cells(cells)))
         .collect();
     let datas: Vec<String> = cases
         .iter()
-        .map(|(v, _)| format!("{{{}}}", COLUMNS.map(|c| format!("\"{c}\":{v}")).join(",")))
+        .map(|(v, _)| format!("{{{}}}", columns.map(|c| format!("\"{c}\":{v}")).join(",")))
         .collect();
     let want: Vec<Row> = cases
         .iter()
         .map(|(_, cells)| {
-            let nulled = COLUMNS
+            let nulled = columns
                 .iter()
                 .zip(cells)
                 .filter(|(_, c)| c.is_none())
@@ -1154,37 +1163,14 @@ fn every_accepted_text_shape() {
     let refs: Vec<&str> = datas.iter().map(String::as_str).collect();
     for mode in MODES {
         let h = sync(mode, &cat, &hand_input("shapes", &refs));
-        assert_typed(
-            &h,
-            mode,
-            "shapes",
-            &[
-                ("d", "DATE"),
-                ("i", "BIGINT"),
-                ("t", "TIME"),
-                ("ts", "TIMESTAMP"),
-                ("ttz", "TIME WITH TIME ZONE"),
-                ("tz", "TIMESTAMP WITH TIME ZONE"),
-                ("x", "DOUBLE"),
-            ],
-            &want,
-        );
+        assert_typed(&h, mode, "shapes", &SHAPE_COLUMNS, &want);
     }
     // One column per stream too: a record with a value the Rust typing
     // leaves to the SQL (any time, here) goes to the SQL whole, so only
     // single-column records show that the Rust typing, where it takes a
     // value, gives what the SQL gives.
-    let types = [
-        "DATE",
-        "BIGINT",
-        "TIME",
-        "TIMESTAMP",
-        "TIME WITH TIME ZONE",
-        "TIMESTAMP WITH TIME ZONE",
-        "DOUBLE",
-    ];
     let schemas = cat["streams"][0]["stream"]["json_schema"]["properties"].clone();
-    for (k, (column, ty)) in COLUMNS.iter().zip(types).enumerate() {
+    for (k, (column, ty)) in SHAPE_COLUMNS.iter().enumerate() {
         let name = format!("shape_{column}");
         let one = hand_catalog(&name, json!({ *column: schemas[column].clone() }));
         let datas: Vec<String> = cases
