@@ -139,15 +139,15 @@ fn column_types(h: &Harness, relation: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// Checks the typed relation `main.<relation>` over `main._airbyte_raw_<relation>`:
-/// a view or a table as `mode` says; the four metadata columns then
-/// `columns` (name, DuckDB type); one typed row per raw row, in arrival
-/// order, with the expected cells; and each row's `_airbyte_meta` equal to
-/// the raw row's with one `DESTINATION_TYPECAST_ERROR` change appended per
-/// nulled property.
-fn assert_typed(h: &Harness, mode: &str, relation: &str, columns: &[(&str, &str)], rows: &[Row]) {
-    let ctx = format!("{relation} (typed_output {mode})");
-    let raw = format!("_airbyte_raw_{relation}");
+/// The typed relation `main.<relation>` is a view or a table as `mode`
+/// says, with the four metadata columns then `columns` (name, DuckDB type).
+fn assert_relation_shape(
+    h: &Harness,
+    mode: &str,
+    relation: &str,
+    columns: &[(&str, &str)],
+    ctx: &str,
+) {
     let kind = if mode == "views" {
         "VIEW"
     } else {
@@ -174,6 +174,18 @@ fn assert_typed(h: &Harness, mode: &str, relation: &str, columns: &[(&str, &str)
     .map(|(c, ty)| (c.to_string(), ty.to_string()))
     .collect();
     assert_eq!(column_types(h, relation), want_types, "{ctx}: column types");
+}
+
+/// Checks the typed relation `main.<relation>` over `main._airbyte_raw_<relation>`:
+/// a view or a table as `mode` says; the four metadata columns then
+/// `columns` (name, DuckDB type); one typed row per raw row, in arrival
+/// order, with the expected cells; and each row's `_airbyte_meta` equal to
+/// the raw row's with one `DESTINATION_TYPECAST_ERROR` change appended per
+/// nulled property.
+fn assert_typed(h: &Harness, mode: &str, relation: &str, columns: &[(&str, &str)], rows: &[Row]) {
+    let ctx = format!("{relation} (typed_output {mode})");
+    let raw = format!("_airbyte_raw_{relation}");
+    assert_relation_shape(h, mode, relation, columns, &ctx);
 
     let select: Vec<String> = columns
         .iter()
@@ -236,8 +248,12 @@ fn assert_typed(h: &Harness, mode: &str, relation: &str, columns: &[(&str, &str)
     assert_eq!(k, rows.len(), "{ctx}: every typed row matches its raw row");
     drop(stmt);
     drop(conn);
-    // The same rows through DuckDB 1.4, 1.5 and 2.0: a view's typing does
-    // not depend on the reader's version.
+    assert_readers_agree_on(h, relation, columns);
+}
+
+/// The same rows of `main.<relation>` through DuckDB 1.4, 1.5 and 2.0: a
+/// view's typing does not depend on the reader's version.
+fn assert_readers_agree_on(h: &Harness, relation: &str, columns: &[(&str, &str)]) {
     let cells: Vec<String> = [
         "_airbyte_ab_id",
         "_airbyte_emitted_at",
