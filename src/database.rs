@@ -52,6 +52,21 @@ pub fn existing_tables(session: &Session) -> Result<Tables> {
     Ok(Tables(tables))
 }
 
+/// Whether the destination has a table (not a view) `name` in `schema`
+/// (any case): one look, where [`existing_tables`] would read every column
+/// of every table.
+pub fn table_exists(session: &Session, schema: &str, name: &str) -> Result<bool> {
+    Ok(session
+        .query_row(&format!(
+            "SELECT count(*) > 0 FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
+             AND lower(schema_name) = lower({}) AND lower(table_name) = lower({})",
+            literal(schema),
+            literal(name)
+        ))?
+        .bool(0)
+        == Some(true))
+}
+
 /// The tables of the destination as [`existing_tables`] read them: keyed
 /// by (schema, table) in lowercase, each with its columns (name and type
 /// as DuckDB names it, in order).
@@ -179,16 +194,7 @@ impl Attachment {
         // Also after: a file made at the path in between is not ours.
         self.same_file()?;
         verify_attached(session, &self.label)?;
-        let marked = session
-            .query_row(&format!(
-                "SELECT count(*) > 0 FROM duckdb_tables() WHERE database_name = '{CATALOG}' \
-                 AND schema_name = {} AND table_name = {}",
-                literal(internal::SCHEMA),
-                literal(internal::RELEASE_MARK)
-            ))?
-            .bool(0)
-            == Some(true);
-        let found = if marked {
+        let found = if table_exists(session, internal::SCHEMA, internal::RELEASE_MARK)? {
             let mark = internal::qualified(internal::RELEASE_MARK);
             session.query_value(&format!("SELECT max(mark) FROM {mark}"))?
         } else {

@@ -33,7 +33,7 @@ use crate::catalog::{Catalog, Stream};
 use crate::config::TypedOutput as Mode;
 use crate::database::{self, Tables};
 use crate::duck::{Instance, Session};
-use crate::names::{literal, qualified};
+use crate::names::qualified;
 use crate::typed::{self, Inline, Typed};
 
 /// What the sync does with one stream's typed table (`typed_output:
@@ -161,18 +161,7 @@ impl TypedOutput<'_, '_> {
         };
         let mut sql = String::new();
         for (schema, name) in typed::dropped_with_raw_rows(s, plan.typed()) {
-            let is_table = self
-                .session
-                .query_row(&format!(
-                    "SELECT count(*) > 0 FROM duckdb_tables() WHERE database_name = '{}' \
-                     AND lower(schema_name) = lower({}) AND lower(table_name) = lower({})",
-                    database::CATALOG,
-                    literal(&schema),
-                    literal(&name)
-                ))?
-                .bool(0)
-                == Some(true);
-            if is_table {
+            if database::table_exists(self.session, &schema, &name)? {
                 sql += &format!("DROP TABLE {};", qualified(&schema, &name));
             }
         }
