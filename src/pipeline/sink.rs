@@ -19,7 +19,7 @@ use crate::database::{Attachment, Released, Tables, CATALOG};
 use crate::duck::{Appender, Row, Session, Transaction};
 use crate::error::Failure;
 use crate::internal::{self, RawOf};
-use crate::names::{literal, qualified, qualified_schema};
+use crate::names::{qualified, qualified_schema};
 use crate::raw::{self, MetaText, COLUMNS};
 
 /// When appenders hand their rows to the transaction: a table's at 4 MiB, so
@@ -480,7 +480,12 @@ fn prepare_stream(session: &Session, s: &Stream, existing: &Tables) -> Result<bo
         qualified(&s.schema, &s.table),
         raw::create_columns()
     ))?;
-    let adopted = adopt(session, &s.schema, &s.table)?;
+    // A table made just now has every raw column; one that was there is
+    // made to fit, from the columns read with the others.
+    let adopted = match existing.columns(&s.schema, &s.table) {
+        Some(columns) => adopt(session, &s.schema, &s.table, columns)?,
+        None => false,
+    };
     if s.mode == WriteMode::Truncate {
         let staging = qualified(&s.schema, &s.staging_table);
         let keep = match (
@@ -510,21 +515,17 @@ fn prepare_stream(session: &Session, s: &Stream, existing: &Tables) -> Result<bo
     Ok(made || adopted)
 }
 
-/// Makes an existing table fit the raw layout: tables written by the
-/// official Python connector have only the first three columns; the rest
-/// are added. Nothing is ever dropped. True when columns were added.
-fn adopt(session: &Session, schema: &str, table: &str) -> Result<bool> {
-    // pragma_table_info reads one table; duckdb_columns() would list every
-    // column of every table and view, for each stream (quadratic in the
-    // catalog: 500 streams took seconds).
-    let rows = session.query(&format!(
-        "SELECT lower(name) FROM pragma_table_info({})",
-        literal(&qualified(schema, table))
-    ))?;
-    let present: Vec<String> = rows
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect();
+/// Makes an existing table (whose `columns` are as [`Tables`] read them)
+/// fit the raw layout: tables written by the official Python connector
+/// have only the first three columns; the rest are added. Nothing is ever
+/// dropped. True when columns were added.
+fn adopt(
+    session: &Session,
+    schema: &str,
+    table: &str,
+    columns: &[(String, String)],
+) -> Result<bool> {
+    let present: Vec<String> = columns.iter().map(|(c, _)| c.to_lowercase()).collect();
     for required in &COLUMNS[..3] {
         if !present.iter().any(|c| c == required) {
             bail!(Failure::config(format!(
