@@ -76,21 +76,46 @@ impl Wait {
                 Err(e) => return Err(Blocked::Other(e)),
             };
             let holder = holder(&e);
-            let waited = started.elapsed();
-            if waited >= self.timeout || self.cancelled.load(Ordering::Relaxed) {
-                return Err(Blocked::Locked(locked(label, &holder, waited, self)));
-            }
-            if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            let over = self.turn(started, &mut logged, backoff, |timeout, waited| {
                 tracing::warn!(
-                    "the database `{label}` is open in {holder}; waiting for it (up to {} s, {} s so far)",
-                    self.timeout.as_secs(),
-                    waited.as_secs()
-                );
-                logged = Some(Instant::now());
+                    "the database `{label}` is open in {holder}; waiting for it (up to {timeout} s, {waited} s so far)"
+                )
+            });
+            if let Some(why) = over {
+                return Err(Blocked::Locked(locked(label, &holder, &why)));
             }
-            std::thread::sleep(backoff.min(self.timeout - waited));
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// One turn of a wait, `started` then, for something another process
+    /// holds. Once the wait is over (its time spent, or the sync cancelled)
+    /// returns why, for the error. Else says who holds it through
+    /// `say(timeout_s, waited_s)` every [`LOG_EVERY`] (`logged` keeps when
+    /// it last did) and pauses `pause`, no longer than the wait has left.
+    fn turn(
+        &self,
+        started: Instant,
+        logged: &mut Option<Instant>,
+        pause: Duration,
+        say: impl FnOnce(u64, u64),
+    ) -> Option<String> {
+        let waited = started.elapsed();
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Some("the sync was cancelled while waiting".to_string());
+        }
+        if waited >= self.timeout {
+            return Some(format!(
+                "waited {} s, `lock_timeout_seconds`",
+                waited.as_secs()
+            ));
+        }
+        if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            say(self.timeout.as_secs(), waited.as_secs());
+            *logged = Some(Instant::now());
+        }
+        std::thread::sleep(pause.min(self.timeout - waited));
+        None
     }
 }
 
@@ -113,12 +138,7 @@ fn holder(e: &DuckError) -> String {
         .map_or_else(|| "another process".to_string(), str::to_string)
 }
 
-fn locked(label: &str, holder: &str, waited: Duration, wait: &Wait) -> Failure {
-    let why = if wait.cancelled.load(Ordering::Relaxed) {
-        "the sync was cancelled while waiting".to_string()
-    } else {
-        format!("waited {} s (`lock_timeout_seconds`)", waited.as_secs())
-    };
+fn locked(label: &str, holder: &str, why: &str) -> Failure {
     Failure::transient(format!(
         "the database `{label}` is open in {holder}, which keeps writers out ({why}); \
          close it there and retry. A read-only connection keeps writers out too \
@@ -168,13 +188,14 @@ impl WriterLock {
                 }
             }
             let owner = opened.holder();
-            let waited = started.elapsed();
-            if waited >= wait.timeout || wait.cancelled.load(Ordering::Relaxed) {
-                let why = if wait.cancelled.load(Ordering::Relaxed) {
-                    "the sync was cancelled while waiting".to_string()
-                } else {
-                    format!("waited {} s, `lock_timeout_seconds`", waited.as_secs())
-                };
+            let pause = Duration::from_millis(100);
+            let over = wait.turn(started, &mut logged, pause, |timeout, waited| {
+                tracing::warn!(
+                    "another sync ({owner}) is writing the database `{}`; waiting for it to finish (up to {timeout} s, {waited} s so far)",
+                    db.display()
+                )
+            });
+            if let Some(why) = over {
                 return Err(Failure::transient(format!(
                     "another sync ({owner}) is writing the database `{}` ({why}); \
                      retry when it is done",
@@ -182,16 +203,6 @@ impl WriterLock {
                 ))
                 .into());
             }
-            if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
-                tracing::warn!(
-                    "another sync ({owner}) is writing the database `{}`; waiting for it to finish (up to {} s, {} s so far)",
-                    db.display(),
-                    wait.timeout.as_secs(),
-                    waited.as_secs()
-                );
-                logged = Some(Instant::now());
-            }
-            std::thread::sleep(Duration::from_millis(100).min(wait.timeout - waited));
         }
     }
 
