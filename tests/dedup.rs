@@ -5,21 +5,11 @@
 
 use serde_json::{json, Value};
 
+use crate::util::cases::{mode_harness, MODES};
 use crate::util::*;
-
-const MODES: [&str; 2] = ["views", "tables"];
 
 fn dat_schema() -> Value {
     read_json(&acceptance("dat/schema.json"))
-}
-
-fn harness(mode: &str) -> Harness {
-    let h = Harness::new();
-    h.write_config(json!({
-        "destination_path": h.db_path().to_str().unwrap(),
-        "typed_output": mode,
-    }));
-    h
 }
 
 /// A configured `append_dedup` stream.
@@ -102,7 +92,7 @@ const DAT_COLUMNS: &str =
 fn dat_incremental_dedup_two_syncs() {
     // DAT incrementalDedup: sync1 then sync2; Bob is deleted by CDC.
     for mode in MODES {
-        let h = harness(mode);
+        let h = mode_harness(mode);
         h.write_catalog(&dat_catalog("updated_at"));
         h.write(dat_messages("sync1_messages.jsonl", "dat", "ns1").as_bytes())
             .assert_ok();
@@ -193,7 +183,7 @@ fn dat_incremental_dedup_two_syncs() {
 fn dat_same_name_in_two_namespaces() {
     // DAT identicalNameSimultaneousSync: one stream name, two namespaces.
     for mode in MODES {
-        let h = harness(mode);
+        let h = mode_harness(mode);
         let s = |ns| {
             dedup_stream(
                 "dat",
@@ -248,7 +238,7 @@ fn dat_cursor_change_between_syncs() {
     // DAT incrementalDedupChangeCursor: sync1 orders by old_cursor, sync2 by
     // updated_at. Sync1's rows have no updated_at: a NULL cursor loses.
     for mode in MODES {
-        let h = harness(mode);
+        let h = mode_harness(mode);
         h.write_catalog(&dat_catalog("old_cursor"));
         h.write(dat_messages("sync1_cursorchange_messages.jsonl", "dat", "ns1").as_bytes())
             .assert_ok();
@@ -286,7 +276,7 @@ fn dat_null_primary_key_value_is_a_key() {
     // DAT testRemovingPKNonNullIndexes: id2 is null in every record; the
     // sync succeeds and keeps one row, also when run again.
     for mode in MODES {
-        let h = harness(mode);
+        let h = mode_harness(mode);
         h.write_catalog(&dat_catalog("updated_at"));
         let input = dat_messages("sync_null_pk.jsonl", "dat", "ns1");
         h.write(input.as_bytes()).assert_ok();
@@ -318,7 +308,7 @@ fn kv_schema() -> Value {
 #[test]
 fn composite_keys_ties_null_cursors_and_cdc_deletes() {
     for mode in MODES {
-        let h = harness(mode);
+        let h = mode_harness(mode);
         h.write_catalog(&json!({"streams": [
             dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
         ]}));
@@ -422,7 +412,7 @@ fn nested_primary_key_and_no_cursor() {
     // Keys inside objects are read from the raw JSON; without a cursor the
     // latest emission wins.
     for mode in MODES {
-        let h = harness(mode);
+        let h = mode_harness(mode);
         let schema = json!({"type": "object", "properties": {
             "obj": {"type": "object", "properties": {"id": {"type": "integer"}}},
             "v": {"type": "string"},
@@ -455,7 +445,7 @@ fn nested_primary_key_and_no_cursor() {
 #[test]
 fn schema_change_between_syncs_widens_and_adds_columns() {
     for mode in MODES {
-        let h = harness(mode);
+        let h = mode_harness(mode);
         let catalog = |props: Value| {
             json!({"streams": [{
                 "stream": {"name": "evolving", "json_schema": {"type": "object", "properties": props}},
@@ -537,7 +527,7 @@ fn schema_change_between_syncs_widens_and_adds_columns() {
 
 #[test]
 fn typed_output_modes_switch_cleanly() {
-    let h = harness("views");
+    let h = mode_harness("views");
     h.write_catalog(&json!({"streams": [
         dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
     ]}));
@@ -585,8 +575,8 @@ fn typed_output_modes_switch_cleanly() {
 fn tables_mode_matches_views_over_many_syncs_and_overwrites() {
     // The incremental merge of the tables mode agrees with the view, sync
     // after sync; an overwrite stream's table is rebuilt from its new rows.
-    let hv = harness("views");
-    let ht = harness("tables");
+    let hv = mode_harness("views");
+    let ht = mode_harness("tables");
     let catalog = json!({"streams": [
         dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"])),
         {
@@ -666,7 +656,7 @@ fn tables_mode_matches_views_over_many_syncs_and_overwrites() {
 
 #[test]
 fn typed_names_never_clobber_raw_tables_or_foreign_tables() {
-    let h = harness("views");
+    let h = mode_harness("views");
     // A table of the user's own where the typed view would go, in a file
     // every reader can open (DuckDB 2.0's own format is newer than 1.4's).
     {
@@ -737,7 +727,7 @@ fn typed_names_never_clobber_raw_tables_or_foreign_tables() {
 
 #[test]
 fn append_dedup_needs_a_primary_key() {
-    let h = harness("views");
+    let h = mode_harness("views");
     h.write_catalog(&json!({"streams": [
         dedup_stream("kv", None, kv_schema(), json!([]), json!(["cur"]))
     ]}));
@@ -756,7 +746,7 @@ fn sigkill_during_a_table_refresh_keeps_the_previous_table() {
     // The refresh runs after the last state is echoed and the summary
     // logged; a kill there must leave the previous typed table (one
     // transaction) and the next sync must catch it up.
-    let h = harness("tables");
+    let h = mode_harness("tables");
     h.write_catalog(&json!({"streams": [
         dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
     ]}));
@@ -833,7 +823,7 @@ fn sigkill_during_a_table_refresh_keeps_the_previous_table() {
 fn unchanged_views_are_left_alone_and_missing_ones_recreated() {
     // Creating a view costs DuckDB tens of milliseconds of parsing; a sync
     // whose streams did not change must not pay it again.
-    let h = harness("views");
+    let h = mode_harness("views");
     h.write_catalog(&json!({"streams": [
         dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
     ]}));
@@ -879,7 +869,7 @@ fn unchanged_views_are_left_alone_and_missing_ones_recreated() {
 
 #[test]
 fn typed_tables_dropped_by_hand_are_rebuilt() {
-    let h = harness("tables");
+    let h = mode_harness("tables");
     h.write_catalog(&json!({"streams": [
         dedup_stream("kv", None, kv_schema(), json!([["a"], ["b"]]), json!(["cur"]))
     ]}));

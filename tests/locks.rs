@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
+use crate::util::cases::harness_with;
 use crate::util::{
     catalog_of, global_state, lines, python_with_duckdb, record, Harness, Live, Nobody,
 };
@@ -20,15 +21,15 @@ use crate::util::{
 const RELEASED: &str = "the database file is let go of";
 const WAITING: &str = "waiting for it";
 
+/// A harness whose syncs let go of the file after 1 s of quiet input, with
+/// `extra` config keys.
 fn harness(extra: Value) -> Harness {
-    let h = Harness::new();
-    let mut config =
-        json!({"destination_path": h.db_path().to_str().unwrap(), "release_idle_seconds": 1});
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
-    h.write_config(config);
-    h
+    let mut config = json!({"release_idle_seconds": 1});
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    harness_with(config)
 }
 
 /// `n` records of stream `s` tagged `tag`, then a state.
@@ -133,7 +134,7 @@ fn readers_get_in_during_pauses_and_see_what_the_states_cover() {
         reader.done();
     }
     live.close_stdin();
-    assert!(live.child.wait().unwrap().success());
+    assert!(live.wait_exit().success());
     assert_eq!(h.count("main._airbyte_raw_s"), acknowledged);
 }
 
@@ -168,7 +169,7 @@ fn a_sync_waits_for_readers_at_the_start_and_mid_sync() {
         200.0
     );
     live.close_stdin();
-    assert!(live.child.wait().unwrap().success());
+    assert!(live.wait_exit().success());
     assert_eq!(h.count("main._airbyte_raw_s"), 310);
     assert_eq!(
         h.count(
@@ -183,7 +184,7 @@ fn a_sync_waits_for_readers_at_the_start_and_mid_sync() {
 /// returns the messages it wrote after those already read.
 fn fails(mut live: Live) -> Vec<Value> {
     live.close_stdin();
-    assert!(!live.child.wait().unwrap().success(), "the sync fails");
+    assert!(!live.wait_exit().success(), "the sync fails");
     live.rest_of_stdout()
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -309,13 +310,13 @@ fn two_syncs_of_one_file_take_turns() {
     first.send(&batch("a", "a2", 100, 2));
     first.next_state();
     first.close_stdin();
-    assert!(first.child.wait().unwrap().success());
+    assert!(first.wait_exit().success());
     assert_eq!(
         second.next_state()["state"]["destinationStats"]["recordCount"],
         50.0
     );
     second.close_stdin();
-    assert!(second.child.wait().unwrap().success());
+    assert!(second.wait_exit().success());
     assert_eq!(h.count("main._airbyte_raw_a"), 200);
     assert_eq!(h.count("main._airbyte_raw_b"), 50);
 }
@@ -343,8 +344,7 @@ fn kills_around_a_release_lose_nothing_acknowledged() {
             }
             _ => live.send(&batch("s", "late", 50, 2)),
         }
-        live.child.kill().unwrap();
-        live.child.wait().unwrap();
+        live.kill();
         if let Some(r) = reader {
             r.done();
         }
@@ -423,7 +423,7 @@ fn typed_tables_are_at_the_echoed_states_when_the_file_is_let_go_of() {
     assert_eq!(reader.holding(), 606_060);
     reader.done();
     live.close_stdin();
-    assert!(live.child.wait().unwrap().success());
+    assert!(live.wait_exit().success());
     assert_eq!(h.count("main.s"), 45);
     assert_eq!(h.count("main.o"), 60);
     assert_eq!(h.count("main.d"), 8);
@@ -464,7 +464,7 @@ fn rows_no_echoed_state_covers_keep_the_file() {
     // Nothing was let go of between the COMPLETE and the state: the one
     // release line came after the state was sent.
     live.close_stdin();
-    assert!(live.child.wait().unwrap().success());
+    assert!(live.wait_exit().success());
 }
 
 /// A database moved away while the sync had let go of it is not replaced

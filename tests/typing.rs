@@ -7,9 +7,8 @@
 
 use serde_json::{json, Value};
 
+use crate::util::cases::MODES;
 use crate::util::{acceptance, configured_from_plain, read_json, Harness, Rng};
-
-const MODES: [&str; 2] = ["views", "tables"];
 
 /// One typed cell as read back from DuckDB.
 #[derive(Debug, Clone)]
