@@ -286,9 +286,9 @@ def tail(path, limit=2000):
 
 
 def remove_db(db):
-    for p in (db, Path(str(db) + ".wal")):
-        if p.exists():
-            p.unlink()
+    """The database and the files the connector keeps beside it."""
+    for suffix in ("", ".wal", ".writer.lock"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
 
 
 def verify_tables(db, catalog_path, expected, who):

@@ -52,8 +52,7 @@ def main():
     config.write_text(json.dumps({"destination_path": str(db), "release_idle_seconds": 1,
                                   "typed_output": args.typed_output}))
     if not (args.reuse and db.exists()):
-        for suffix in ("", ".wal", ".writer.lock"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        bench.remove_db(db)
         bench.log(f"loading {info['records']} records into {db}")
         started = time.monotonic()
         with open(msgs, "rb") as f:
@@ -65,7 +64,7 @@ def main():
     proc = subprocess.Popen([args.bin, "write", "--config", str(config), "--catalog", str(cat)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    released, reopened, readers = [], [], []
+    readers = []
     events = []
     cond = threading.Condition()
 

@@ -178,8 +178,8 @@ def pyairbyte(image, report, work, socket):
             report.check(f"{label}: check succeeds", result["check"] == "ok", str(result["check"])[:600])
             report.check(f"{label}: write succeeds ({seconds:.0f} s)", result["write"] == "ok",
                          str(result["write"])[:600])
-            report.check(f"{label}: every source record is in the database", db.exists() and not same_rows(
-                db, expected), same_rows(db, expected) if db.exists() else "no database")
+            problems = same_rows(db, expected) if db.exists() else "no database"
+            report.check(f"{label}: every source record is in the database", not problems, problems)
         else:
             owner = mount.stat().st_uid if mount.exists() else None
             needles = ("runs as uid 1000", f"belongs to uid {uid} ", "chmod a+rwx")
@@ -202,9 +202,9 @@ def pyairbyte(image, report, work, socket):
             report.check(f"{label}, after `chmod a+rwx {NAME}`: check and write succeed ({seconds:.0f} s)",
                          fix.returncode == 0 and result["check"] == "ok" and result["write"] == "ok",
                          f"{fix.stderr} check {str(result['check'])[:300]}, write {str(result['write'])[:300]}")
+            problems = same_rows(db, expected) if db.exists() else "no database"
             report.check(f"{label}, after the fix: every source record is in the database",
-                         db.exists() and not same_rows(db, expected),
-                         same_rows(db, expected) if db.exists() else "no database")
+                         not problems, problems)
             read = subprocess.run(as_user(uid, uid, docker_gid) + [
                 sys.executable, "-c",
                 "import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "

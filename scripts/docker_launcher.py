@@ -506,13 +506,14 @@ class Checks:
             if o.diff or o.stray:
                 problems.append(f"wrote outside /local: {o.diff + o.stray}")
             inside = local / "replay.duckdb"
+            a = relations(inside) if inside.exists() else {}
             if inside.exists() != (host_dir / "replay.duckdb").exists():
                 problems.append("one side made no database")
             elif inside.exists():
-                a, b = relations(inside), relations(host_dir / "replay.duckdb")
+                b = relations(host_dir / "replay.duckdb")
                 if a != b:
                     problems.append(f"relations differ: {sorted(set(a) ^ set(b)) or [k for k in a if a[k] != b.get(k)]}")
-            rows = sum(len(v[1]) for v in (relations(inside) if inside.exists() else {}).values())
+            rows = sum(len(v[1]) for v in a.values())
             self.report.check(f"replay {label}: same exit, states and rows inside and outside Docker",
                               not problems, "; ".join(problems) or
                               f"exit {o.exit_code}, {len(o.state_lines())} states, {rows} rows in all relations")
